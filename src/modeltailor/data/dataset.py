@@ -1,0 +1,163 @@
+"""The one dataset contract every modality produces, its split and its checks.
+
+A dataset is a list of items (file paths for images/audio, strings for text), an integer label
+per item and the ordered class names. Readers build it; strategies and the training loop only
+ever see this contract, so a new modality adds a reader, not a new loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from modeltailor.errors import DataError
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input that was left out, and why (reported to the user and kept in config.json)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class LabeledDataset:
+    """Items with integer labels into `class_names`; `source` names where they came from."""
+
+    items: list[Any]
+    labels: list[int]
+    class_names: list[str]
+    source: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
+    #: Splits the user laid out (train/ val/ test/ folders); `split()` returns them as given.
+    predefined: dict[str, LabeledDataset] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.items) != len(self.labels):
+            raise ValueError("items and labels differ in length")
+        self._digests: dict[Any, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def subset(self, indices: list[int] | np.ndarray, source: str | None = None) -> Self:
+        """The same kind of dataset holding only `indices` (class names kept)."""
+        indices = [int(i) for i in indices]
+        sub = replace(
+            self,
+            items=[self.items[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            source=source or self.source,
+            skipped=[],
+            predefined=None,
+        )
+        sub._digests = {k: v for k, v in self._digests.items() if k in set(sub.items)}
+        return sub
+
+    def without(self, bad: dict[Any, str]) -> Self:
+        """Drop items found unusable (item -> reason), recording them as skipped."""
+        keep = [i for i, item in enumerate(self.items) if item not in bad]
+        sub = self.subset(keep)
+        sub.skipped = self.skipped + [Skipped(str(k), v) for k, v in bad.items()]
+        return sub
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(self.labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
+
+    def digest(self, index: int) -> str:
+        """Content hash of one item: the cache key, and how overlap between runs is found."""
+        item = self.items[index]
+        if item not in self._digests:
+            self._digests[item] = content_digest(item)
+        return self._digests[item]
+
+    def digests(self) -> list[str]:
+        return [self.digest(i) for i in range(len(self))]
+
+    def validate(self, what: str = "dataset", min_per_class: int = 2) -> None:
+        """Stop before any compute when the data cannot train a classifier."""
+        where = self.source or what
+        if len(self) == 0:
+            raise DataError(f"{where}: no usable files found{self._skipped_hint()}")
+        counts = self.class_counts()
+        present = [c for c, n in counts.items() if n > 0]
+        if len(present) < 2:
+            raise DataError(
+                f"{where}: need at least 2 classes to train a classifier, found "
+                f"{len(present)} ({', '.join(present) or 'none'})"
+            )
+        small = {c: n for c, n in counts.items() if n < min_per_class}
+        if small:
+            listed = ", ".join(f"'{c}' has {n}" for c, n in small.items())
+            raise DataError(
+                f"{where}: every class needs at least {min_per_class} examples: {listed}"
+            )
+
+    def _skipped_hint(self) -> str:
+        if not self.skipped:
+            return ""
+        first = self.skipped[0]
+        return f" ({len(self.skipped)} skipped, first: {first.path}: {first.reason})"
+
+    def split(
+        self, train: float = 0.8, val: float = 0.1, test: float | None = None, seed: int = 0
+    ) -> tuple[Self, Self | None, Self | None]:
+        """Stratified (train, val, test). Splits laid out on disk are returned as they are.
+
+        `test` defaults to what is left after train and val. A part with fraction 0 is None.
+        """
+        if self.predefined:
+            p = self.predefined
+            return p["train"], p.get("val"), p.get("test")  # type: ignore[return-value]
+        test = round(1.0 - train - val, 6) if test is None else test
+        if min(train, val, test) < 0 or abs(train + val + test - 1.0) > 1e-6 or train <= 0:
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {train}/{val}/{test}")
+        parts = stratified_split(self.labels, (train, val, test), seed)
+        names = ("train", "val", "test")
+        out = [
+            self.subset(idx, f"{self.source} [{name}]") if len(idx) else None
+            for idx, name in zip(parts, names, strict=True)
+        ]
+        out[0].skipped = list(self.skipped)  # the skipped files are reported once, with train
+        return out[0], out[1], out[2]
+
+
+def stratified_split(
+    labels: list[int], fractions: tuple[float, ...], seed: int
+) -> list[np.ndarray]:
+    """Split indices per class with a seeded shuffle; every class keeps >= 1 training item.
+
+    Rounding is done per class, so small classes still land in val/test when they can.
+    """
+    rng = np.random.default_rng(seed)
+    labels_arr = np.asarray(labels)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for cls in np.unique(labels_arr):
+        idx = np.flatnonzero(labels_arr == cls)
+        rng.shuffle(idx)
+        n = len(idx)
+        sizes = [int(round(n * f)) for f in fractions[1:]]
+        while sum(sizes) > n - 1 and any(sizes):  # keep at least one for training
+            k = int(np.argmax(sizes))
+            sizes[k] -= 1
+        bounds = np.cumsum([n - sum(sizes), *sizes])
+        start = 0
+        for part, end in zip(parts, bounds, strict=True):
+            part.extend(idx[start:end].tolist())
+            start = end
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def content_digest(item: Any) -> str:
+    """sha1 of a file's bytes (or of a string item), hex."""
+    if isinstance(item, Path):
+        with open(item, "rb") as f:
+            return hashlib.file_digest(f, "sha1").hexdigest()
+    return hashlib.sha1(str(item).encode("utf-8")).hexdigest()

@@ -1,0 +1,207 @@
+"""Image reader: a folder per class (optionally inside train/ val/ test/), any format Pillow reads.
+
+Every image comes out as RGB with its EXIF orientation applied. Files that are not images, are
+truncated, or are decompression bombs are reported by path and skipped, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps
+
+from modeltailor.data.dataset import LabeledDataset, Skipped
+from modeltailor.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
+)
+#: Above this many pixels an image is refused (Pillow's bomb limit is the guard's base).
+MAX_PIXELS = 89_478_485
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not grey pixels
+
+
+class ImageReadError(Exception):
+    """One file could not be decoded; the message says why."""
+
+
+def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Decode one file to an RGB image with EXIF orientation applied.
+
+    `draft_size` lets JPEG decoding skip detail that a later resize would throw away (DCT
+    scaling): several times faster on big photos, same result at the model's resolution.
+    Raises ImageReadError with a short reason on any failure.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageReadError(
+                        f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,}-pixel "
+                        "limit (decompression-bomb guard); resize it first"
+                    )
+                if draft_size and img.format == "JPEG":
+                    img.draft("RGB", (draft_size, draft_size))
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"decompression-bomb guard: {exc}") from exc
+    except Exception as exc:  # Pillow raises many types: OSError, SyntaxError, ValueError...
+        reason = str(exc) or type(exc).__name__
+        raise ImageReadError(f"cannot decode image: {reason}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Grey, CMYK, palette and alpha all become RGB; transparency is composited on white."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = img.point(lambda v: v / 256).convert("L")
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+@dataclass
+class ImageDataset(LabeledDataset):
+    """Image files with labels. `verify()` decodes every file once and drops the bad ones."""
+
+    def verify(self, workers: int = 4) -> ImageDataset:
+        """Decode every image (threads: decoding releases the GIL); bad files become skipped."""
+        bad = _find_unreadable(self.items, workers)
+        return self.without(bad) if bad else self
+
+
+def _find_unreadable(paths: list[Path], workers: int) -> dict[Path, str]:
+    def check(path: Path) -> str | None:
+        try:
+            open_image(path, draft_size=64)
+            return None
+        except ImageReadError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(check, paths))
+    return {p: r for p, r in zip(paths, reasons, strict=True) if r}
+
+
+def find_images(paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
+    """Files to predict on: image files given directly, and every image inside given folders."""
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found.extend(f for f in sorted(p.rglob("*")) if f.is_file() and _is_image_name(f))
+        elif p.is_file():
+            found.append(p)
+        else:
+            skipped.append(Skipped(str(p), "no such file or folder"))
+    return found, skipped
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def load_image_folder(root: str | Path, class_names: list[str] | None = None) -> ImageDataset:
+    """Read `root/<class>/<images>` or `root/{train,val,test}/<class>/<images>`.
+
+    Only headers are read here (fast); broken pixel data is found when images are decoded
+    (`verify()`, embedding extraction) and reported then. With `class_names` (a trained run's
+    labels) the folders must use those names.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (expected one sub-folder of images per class)")
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_NAMES}
+    if "train" in split_dirs:
+        return _load_predefined(root, split_dirs, class_names)
+    return _load_classes(root, class_names)
+
+
+def _load_predefined(
+    root: Path, split_dirs: dict[str, Path], class_names: list[str] | None
+) -> ImageDataset:
+    names = class_names or sorted(
+        {d.name for sd in split_dirs.values() for d in sd.iterdir() if d.is_dir()}
+    )
+    parts = {split: _load_classes(d, names) for split, d in split_dirs.items()}
+    train = parts["train"]
+    for split, part in parts.items():
+        if split != "train":
+            missing = [
+                c for c, n in part.class_counts().items() if n and not train.class_counts()[c]
+            ]
+            if missing:
+                raise DataError(f"{split_dirs[split]}: classes with no training images: {missing}")
+    everything = ImageDataset(
+        items=[i for p in parts.values() for i in p.items],
+        labels=[lab for p in parts.values() for lab in p.labels],
+        class_names=names,
+        source=str(root),
+        skipped=[s for p in parts.values() for s in p.skipped],
+        predefined=parts,  # type: ignore[arg-type]
+    )
+    return everything
+
+
+def _load_classes(root: Path, class_names: list[str] | None) -> ImageDataset:
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    names = class_names or [d.name for d in class_dirs]
+    if class_names:
+        unknown = [d.name for d in class_dirs if d.name not in class_names]
+        if unknown:
+            raise DataError(
+                f"{root}: folders {unknown} are not classes of this model ({class_names})"
+            )
+    items: list[Path] = []
+    labels: list[int] = []
+    skipped: list[Skipped] = []
+    for d in class_dirs:
+        label = names.index(d.name)
+        for f in sorted(d.rglob("*")):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            reason = _header_problem(f)
+            if reason:
+                skipped.append(Skipped(str(f), reason))
+            else:
+                items.append(f)
+                labels.append(label)
+    if not class_dirs:
+        loose = [f for f in root.iterdir() if f.is_file() and _is_image_name(f)]
+        hint = " (images lie directly in it: put each class in its own sub-folder)" if loose else ""
+        raise DataError(f"{root}: no class sub-folders found{hint}")
+    return ImageDataset(items, labels, names, source=str(root), skipped=skipped)
+
+
+def _header_problem(path: Path) -> str | None:
+    """Cheap check that a file is an image Pillow can read; the reason when it is not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    return (
+                        f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,}-pixel "
+                        "limit (decompression-bomb guard)"
+                    )
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"decompression-bomb guard: {exc}"
+    except Exception as exc:
+        return f"not an image Pillow can read ({type(exc).__name__}: {exc})"
+    return None

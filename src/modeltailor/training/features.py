@@ -1,0 +1,152 @@
+"""Embedding cache: a frozen backbone's features, computed once per file and kept on disk.
+
+Keyed by file content (sha1) under a folder keyed by backbone weights + preprocessing, so a
+renamed or moved file is still a hit and a changed file is not. Embeddings are stored in
+shards of a few hundred rows, each written atomically: memory does not grow with the dataset,
+and an interrupted extraction resumes at the last finished shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeltailor._progress import progress_bar
+from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
+from modeltailor.backbones.model import TailoredModel
+from modeltailor.data.dataset import LabeledDataset
+from modeltailor.data.transforms import eval_transform
+from modeltailor.run import atomic_write_bytes
+from modeltailor.training.loaders import ImageTensors, make_loader
+
+SHARD_ROWS = 256
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    """$MODELTAILOR_CACHE, else ~/.cache/modeltailor (XDG_CACHE_HOME respected)."""
+    if os.environ.get("MODELTAILOR_CACHE"):
+        return Path(os.environ["MODELTAILOR_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "modeltailor"
+
+
+class EmbeddingCache:
+    """Sharded on-disk store: content digest -> embedding row."""
+
+    def __init__(self, spec: BackboneSpec, pre: Preprocessing, root: Path | None = None) -> None:
+        key = {
+            "format": CACHE_FORMAT,
+            "architecture": spec.architecture,
+            "weights": spec.weights_identity(),
+            "preprocessing": pre.to_dict(),
+        }
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        self.dir = (root or cache_root()) / "embeddings" / f"{spec.name.replace('/', '_')}-{digest}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.dir / "key.json").exists():
+            atomic_write_bytes(self.dir / "key.json", json.dumps(key, indent=1).encode())
+        self._index: dict[str, tuple[str, int]] = {}
+        self._load_index()
+
+    def _load_index(self) -> None:
+        for keys_file in sorted(self.dir.glob("*.keys.json")):
+            shard = keys_file.name.removesuffix(".keys.json")
+            if not (self.dir / f"{shard}.npy").exists():
+                continue
+            for row, digest in enumerate(json.loads(keys_file.read_text())):
+                self._index[digest] = (shard, row)
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def write_shard(self, digests: list[str], rows: np.ndarray) -> None:
+        """Rows first, then their keys: a shard without its keys file is never read."""
+        shard = uuid.uuid4().hex
+        tmp = self.dir / f".{shard}.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, rows.astype(np.float32, copy=False))
+        os.replace(tmp, self.dir / f"{shard}.npy")
+        atomic_write_bytes(self.dir / f"{shard}.keys.json", json.dumps(digests).encode())
+        for row, digest in enumerate(digests):
+            self._index[digest] = (shard, row)
+
+    def read(self, digests: list[str]) -> np.ndarray:
+        """Rows for `digests`, in order, gathered shard by shard from memory-mapped files."""
+        by_shard: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for out_row, digest in enumerate(digests):
+            shard, row = self._index[digest]
+            by_shard[shard].append((out_row, row))
+        out: np.ndarray | None = None
+        for shard, pairs in by_shard.items():
+            data = np.load(self.dir / f"{shard}.npy", mmap_mode="r")
+            if out is None:
+                out = np.empty((len(digests), data.shape[1]), dtype=np.float32)
+            dst, src = zip(*pairs, strict=True)
+            out[list(dst)] = data[list(src)]
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+@torch.inference_mode()
+def extract_embeddings(
+    model: TailoredModel,
+    dataset: LabeledDataset,
+    pre: Preprocessing,
+    cache: EmbeddingCache,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    verbose: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """Embeddings of every usable item, and {item: reason} for the files that failed to decode.
+
+    Only files whose content is not in the cache are decoded and run through the backbone.
+    """
+    digests = dataset.digests()
+    todo: dict[str, int] = {}
+    for i, d in enumerate(digests):
+        if d not in cache and d not in todo:
+            todo[d] = i
+    bad: dict = {}
+    if todo:
+        bad = _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, verbose)
+    good = [d for i, d in enumerate(digests) if dataset.items[i] not in bad]
+    return cache.read(good), bad
+
+
+def _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, verbose) -> dict:
+    order = list(todo.values())
+    data = ImageTensors([dataset.items[i] for i in order], None, eval_transform(pre), pre, True)
+    loader = make_loader(data, batch_size, num_workers=num_workers)
+    model.eval()
+    net = model.to(memory_format=torch.channels_last)
+    bad: dict = {}
+    pending_keys: list[str] = []
+    pending_rows: list[np.ndarray] = []
+    digest_of = list(todo.keys())
+    with progress_bar(len(order), "embedding images", verbose) as bar:
+        for x, idx, errors in loader:
+            ok = [k for k, e in enumerate(errors) if not e]
+            for k, e in enumerate(errors):
+                if e:
+                    bad[dataset.items[order[int(idx[k])]]] = e
+            if ok:
+                feats = net.embed(x[ok].contiguous(memory_format=torch.channels_last))
+                pending_rows.append(feats.float().numpy())
+                pending_keys.extend(digest_of[int(idx[k])] for k in ok)
+            if len(pending_keys) >= SHARD_ROWS:
+                cache.write_shard(pending_keys, np.concatenate(pending_rows))
+                pending_keys, pending_rows = [], []
+            bar.advance(len(errors))
+    if pending_keys:
+        cache.write_shard(pending_keys, np.concatenate(pending_rows))
+    return bad

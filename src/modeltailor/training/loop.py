@@ -1,0 +1,275 @@
+"""Fitting: the Lightning loop for trainable strategies, the cached-embedding path for probes."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
+from modeltailor.backbones.model import TailoredModel
+from modeltailor.data.dataset import LabeledDataset
+from modeltailor.data.transforms import eval_transform, train_transform
+from modeltailor.errors import ModelTailorError
+from modeltailor.strategies.base import Strategy
+from modeltailor.training.callbacks import History
+from modeltailor.training.features import EmbeddingCache, extract_embeddings
+from modeltailor.training.loaders import ImageTensors, make_loader
+from modeltailor.training.module import ClassifierModule
+
+
+@dataclass
+class TrainSettings:
+    """Everything a fit needs besides data, model and strategy (all stored in config.json)."""
+
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int = 32
+    num_workers: int = 0
+    seed: int = 0
+    label_smoothing: float = 0.1
+    class_weights: str = "auto"  # auto | none | balanced
+    patience: int | None = None
+    devices: int | str = "auto"
+    distributed: str | None = None  # Lightning strategy: ddp, ddp_spawn, fsdp...
+    precision: str | None = None  # bf16-mixed, 16-mixed...
+    accelerator: str = "auto"
+    verbose: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    is_main_process: bool = True
+
+
+def class_weight_vector(labels: list[int], n_classes: int, mode: str) -> torch.Tensor | None:
+    """Inverse-frequency weights, used when the largest class is >1.5x the smallest (auto)."""
+    counts = Counter(labels)
+    c = np.array([max(counts.get(i, 0), 1) for i in range(n_classes)], dtype=np.float64)
+    if mode == "none" or (mode == "auto" and c.max() / c.min() <= 1.5):
+        return None
+    return torch.tensor(c.sum() / (n_classes * c), dtype=torch.float32)
+
+
+def train_network(
+    model: TailoredModel,
+    strategy: Strategy,
+    train: LabeledDataset,
+    val: LabeledDataset,
+    pre: Preprocessing,
+    settings: TrainSettings,
+    checkpoint_dir: Path,
+    resume: bool = False,
+) -> FitResult:
+    """Train with Lightning; afterwards `model` holds the weights of the best validation epoch."""
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    _share_cores(settings)
+    epochs = settings.epochs if settings.epochs is not None else strategy.epochs
+    train_data = ImageTensors(train.items, train.labels, train_transform(pre), pre)
+    val_data = ImageTensors(val.items, val.labels, eval_transform(pre), pre)
+    drop_last = len(train) > settings.batch_size  # BatchNorm cannot train on a batch of 1
+    train_loader = make_loader(
+        train_data, settings.batch_size, True, settings.num_workers, settings.seed, drop_last
+    )
+    val_loader = make_loader(val_data, settings.batch_size * 2, num_workers=settings.num_workers)
+    weights = class_weight_vector(train.labels, len(train.class_names), settings.class_weights)
+    module = ClassifierModule(
+        model,
+        strategy,
+        steps_per_epoch=len(train_loader),
+        epochs=epochs,
+        lr=settings.lr,
+        class_weights=weights,
+        label_smoothing=settings.label_smoothing,
+    )
+    history = History()
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    patience = settings.patience if settings.patience is not None else strategy.patience
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        strategy=settings.distributed or "auto",
+        precision=settings.precision,  # type: ignore[arg-type]
+        callbacks=[best, EarlyStopping("val_loss", patience=patience, mode="min"), history],
+        logger=False,
+        enable_model_summary=False,
+        enable_progress_bar=settings.verbose,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        default_root_dir=checkpoint_dir,
+        log_every_n_steps=1,
+    )
+    last = checkpoint_dir / "last.ckpt"
+    ckpt = str(last) if resume and last.is_file() else None
+    if resume and ckpt is None:
+        raise ModelTailorError(f"{checkpoint_dir}: nothing to resume (no last.ckpt)")
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+    best_path = best.best_model_path
+    if best_path and Path(best_path).is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    stopped = trainer.early_stopping_callback
+    info = {
+        "epochs_run": trainer.current_epoch,
+        "max_epochs": epochs,
+        "best_epoch": _best_epoch(history.rows),
+        "early_stopped": bool(stopped and stopped.stopped_epoch),
+        "class_weights": weights.tolist() if weights is not None else None,
+        "world_size": trainer.world_size,
+        "resumed_from": ckpt,
+    }
+    return FitResult(history.rows, info, trainer.is_global_zero)
+
+
+def _best_epoch(rows: list[dict[str, Any]]) -> int | None:
+    scored = [r for r in rows if "val_loss" in r]
+    return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None
+
+
+def _share_cores(settings: TrainSettings) -> None:
+    """Several CPU processes (DDP) must share the cores instead of oversubscribing them."""
+    if isinstance(settings.devices, int) and settings.devices > 1 and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // settings.devices))
+
+
+# -- linear probe ------------------------------------------------------------------------------
+
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def fit_linear_probe(
+    model: TailoredModel,
+    spec: BackboneSpec,
+    train: LabeledDataset,
+    val: LabeledDataset | None,
+    pre: Preprocessing,
+    settings: TrainSettings,
+) -> tuple[FitResult, LabeledDataset, LabeledDataset | None]:
+    """Embed (cached), choose the regularisation on validation data, fit the head.
+
+    Without a validation split the choice is made by stratified cross-validation on the
+    training data. Returns the datasets minus files that failed to decode.
+    """
+    cache = EmbeddingCache(spec, pre)
+    x_train, bad = extract_embeddings(
+        model, train, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
+    )
+    train = train.without(bad) if bad else train
+    x_val = None
+    if val is not None:
+        x_val, bad_val = extract_embeddings(
+            model, val, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
+        )
+        val = val.without(bad_val) if bad_val else val
+    n_classes = len(train.class_names)
+    y_train = np.asarray(train.labels)
+    balanced = class_weight_vector(train.labels, n_classes, settings.class_weights) is not None
+    rows = []
+    for c in C_GRID:
+        if x_val is not None and len(val):
+            score = _val_score(
+                x_train, y_train, x_val, np.asarray(val.labels), c, balanced, n_classes
+            )
+            how = "validation"
+        else:
+            score = _cv_score(x_train, y_train, c, balanced, n_classes, settings.seed)
+            how = "cross-validation on train"
+        rows.append({"C": c, "accuracy": score[0], "log_loss": score[1], "selected_by": how})
+    best = max(rows, key=lambda r: (r["accuracy"], -r["log_loss"]))
+    for r in rows:
+        r["chosen"] = r is best
+    weight, bias = _fit_head(x_train, y_train, best["C"], balanced, n_classes)
+    head = model.classifier()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    info = {
+        "head": "logistic regression (L2) on standardised embeddings, folded into the linear head",
+        "C": best["C"],
+        "selected_by": best["selected_by"],
+        "embedding_cache": str(cache.dir),
+        "embedded_items": len(cache),
+        "class_weights": "balanced" if balanced else None,
+    }
+    return FitResult(rows, info), train, val
+
+
+def _logreg(c: float, balanced: bool):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None)
+
+
+def _scaled_fit(x: np.ndarray, y: np.ndarray, c: float, balanced: bool):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), _logreg(c, balanced)).fit(x, y)
+
+
+def _score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float]:
+    from sklearn.metrics import log_loss
+
+    proba = _full_proba(pipe, x, n_classes)
+    acc = float((proba.argmax(1) == y).mean())
+    return acc, float(log_loss(y, proba, labels=list(range(n_classes))))
+
+
+def _full_proba(pipe, x: np.ndarray, n_classes: int) -> np.ndarray:
+    proba = np.zeros((len(x), n_classes))
+    proba[:, pipe.classes_] = pipe.predict_proba(x)
+    proba = np.clip(proba, 1e-12, 1)
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+def _val_score(xt, yt, xv, yv, c, balanced, n_classes) -> tuple[float, float]:
+    return _score(_scaled_fit(xt, yt, c, balanced), xv, yv, n_classes)
+
+
+def _cv_score(x, y, c, balanced, n_classes, seed) -> tuple[float, float]:
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = int(min(5, np.bincount(y).min()))
+    if folds < 2:
+        raise ModelTailorError("every class needs at least 2 training examples")
+    scores = []
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        scores.append(_val_score(x[tr], y[tr], x[te], y[te], c, balanced, n_classes))
+    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+
+
+def _fit_head(x, y, c, balanced, n_classes) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression on standardised features, folded into one Linear layer:
+    W' = W / sigma, b' = b - W' mu, so the exported model needs no separate scaler."""
+    pipe = _scaled_fit(x, y, c, balanced)
+    scaler, lr = pipe[0], pipe[-1]
+    coef, intercept = lr.coef_, lr.intercept_
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax needs two
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = np.zeros((n_classes, x.shape[1]))
+    bias = np.full(n_classes, -1e4)  # a class absent from training is never predicted
+    weight[lr.classes_] = coef / scaler.scale_
+    bias[lr.classes_] = intercept - (coef / scaler.scale_) @ scaler.mean_
+    return weight.astype(np.float32), bias.astype(np.float32)

@@ -1,0 +1,143 @@
+"""Data in: formats, colour modes, EXIF, bad files, validation, splits, Japanese names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modeltailor import DataError, load_image_folder
+from modeltailor.data import images as images_module
+from modeltailor.data import open_image, stratified_split
+
+
+def _photo(w: int = 40, h: int = 30) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "name,mode,fmt",
+    [
+        ("a.jpg", "RGB", "JPEG"),
+        ("b.png", "RGBA", "PNG"),
+        ("c.gif", "P", "GIF"),
+        ("d.webp", "RGB", "WEBP"),
+        ("e.bmp", "L", "BMP"),
+        ("f.tiff", "CMYK", "TIFF"),
+        ("g.png", "LA", "PNG"),
+        ("h.png", "I;16", "PNG"),
+    ],
+)
+def test_every_format_and_mode_becomes_rgb(tmp_path, name, mode, fmt):
+    path = tmp_path / name
+    img = _photo()
+    img = img.convert("L").convert(mode) if mode == "I;16" else img.convert(mode)
+    img.save(path, format=fmt)
+    out = open_image(path)
+    assert out.mode == "RGB" and out.size == (40, 30)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    _photo(40, 30).save(path, exif=exif)
+    assert open_image(path).size == (30, 40)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    path = tmp_path / "t.png"
+    Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(path)
+    assert open_image(path).getpixel((0, 0)) == (255, 255, 255)
+
+
+def _class_tree(root, counts: dict[str, int]):
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            _photo().save(root / cls / f"{i}.png")
+    return root
+
+
+def test_bad_files_are_reported_by_path_and_skipped(tmp_path):
+    root = _class_tree(tmp_path, {"cats": 3, "dogs": 3})
+    (root / "cats" / "notes.txt").write_text("not an image")
+    good = root / "dogs" / "0.png"
+    truncated = root / "dogs" / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    data = load_image_folder(root)
+    paths = {s.path: s.reason for s in data.skipped}
+    assert str(root / "cats" / "notes.txt") in paths
+    # a truncated body passes the header check and is caught when decoded
+    verified = data.verify()
+    assert str(truncated) in {s.path for s in verified.skipped}
+    assert len(verified) == 6
+
+
+def test_decompression_bomb_guard(tmp_path, monkeypatch):
+    root = _class_tree(tmp_path, {"a": 2, "b": 2})
+    Image.new("RGB", (200, 200)).save(root / "a" / "huge.png")
+    monkeypatch.setattr(images_module, "MAX_PIXELS", 100 * 100)
+    data = load_image_folder(root)
+    reasons = [s.reason for s in data.skipped]
+    assert any("decompression-bomb" in r for r in reasons)
+    with pytest.raises(images_module.ImageReadError, match="decompression-bomb"):
+        open_image(root / "a" / "huge.png")
+
+
+@pytest.mark.parametrize(
+    "counts,message",
+    [
+        ({"only": 5}, "at least 2 classes"),
+        ({"a": 5, "b": 1}, "'b' has 1"),
+        ({"a": 0, "b": 0}, "no usable files"),
+    ],
+)
+def test_untrainable_data_stops_before_compute(tmp_path, counts, message):
+    data = load_image_folder(_class_tree(tmp_path, counts))
+    with pytest.raises(DataError, match=message) as exc:
+        data.validate()
+    assert str(tmp_path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_images_without_class_folders_say_so(tmp_path):
+    _photo().save(tmp_path / "x.png")
+    with pytest.raises(DataError, match="own sub-folder"):
+        load_image_folder(tmp_path)
+
+
+def test_split_is_stratified_seeded_and_disjoint(fashion_dir):
+    data = load_image_folder(fashion_dir)
+    train, val, test = data.split(0.8, 0.1, seed=3)
+    again = data.split(0.8, 0.1, seed=3)
+    assert [len(train), len(val), len(test)] == [320, 40, 40]
+    assert set(map(str, train.items)).isdisjoint(map(str, test.items))
+    assert all(n == 4 for n in test.class_counts().values())
+    assert test.items == again[2].items
+    assert data.split(0.8, 0.1, seed=4)[2].items != test.items
+
+
+def test_small_classes_keep_a_training_example():
+    parts = stratified_split([0, 0, 1, 1, 1, 1, 1, 1, 1, 1], (0.8, 0.1, 0.1), seed=0)
+    train_labels = {[0, 0, 1, 1, 1, 1, 1, 1, 1, 1][i] for i in parts[0]}
+    assert train_labels == {0, 1}
+
+
+def test_predefined_train_val_test_folders_are_used_as_given(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        _class_tree(tmp_path / split, {"ants": n, "bees": n})
+    data = load_image_folder(tmp_path)
+    train, val, test = data.split(0.5, 0.25, seed=0)
+    assert (len(train), len(val), len(test)) == (8, 4, 4)
+    assert train.class_names == ["ants", "bees"]
+
+
+def test_japanese_class_and_file_names(tmp_path):
+    for cls in ("犬", "猫"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            _photo().save(tmp_path / cls / f"写真{i}.png")
+    data = load_image_folder(tmp_path)
+    data.validate()
+    assert data.class_names == ["犬", "猫"] and len(data.verify()) == 4

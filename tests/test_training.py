@@ -1,0 +1,64 @@
+"""The Lightning loop: fine-tune end to end, resume with freeze state, seeds, DDP on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from modeltailor.cli import main
+
+TAILOR = [sys.executable, "-m", "modeltailor.cli"]
+
+
+def _history(run) -> list[dict]:
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _train(small_dir, run, *extra: str) -> int:
+    return main(
+        ["train", str(small_dir), "--strategy", "fine-tune", "--output", str(run), "--quiet",
+         "--batch-size", "8", "--val-fraction", "0.25", "--test-fraction", "0.25", *extra]
+    )
+
+
+def test_resume_restores_optimizer_schedule_and_freeze_state(small_dir, tmp_path):
+    run = tmp_path / "run"
+    # 2 epochs of head warm-up: stopping after epoch 2 leaves the body frozen in the checkpoint
+    assert _train(small_dir, run, "--epochs", "2") == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["modeltailor_trainable_groups"] == 0
+    assert main(["train", str(small_dir), "--output", str(run)]) == 2  # refuses to overwrite
+    assert _train(small_dir, run, "--epochs", "4", "--resume", "--patience", "10") == 0
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    trainable = [float(r["trainable_params"]) for r in rows]
+    assert trainable[0] == trainable[1] < trainable[2] == trainable[3]  # unfrozen at epoch 3
+    config = json.loads((run / "config.json").read_text())
+    assert config["fit"]["resumed_from"].endswith("last.ckpt")
+
+
+def test_same_seed_same_metrics(small_dir, tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        assert _train(small_dir, run, "--epochs", "3", "--seed", "7") == 0
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in runs)
+    assert a["test"]["log_loss"] == b["test"]["log_loss"]
+    assert [r["val_loss"] for r in _history(runs[0])] == [r["val_loss"] for r in _history(runs[1])]
+
+
+def test_two_process_ddp_on_cpu_runs_to_completion(small_dir, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [*TAILOR, "train", str(small_dir), "--strategy", "fine-tune", "--epochs", "1",
+           "--batch-size", "4", "--devices", "2", "--distributed", "ddp", "--quiet",
+           "--output", str(run)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert res.returncode == 0, res.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["fit"]["world_size"] == 2
+    assert (run / "model.safetensors").is_file()

@@ -35,10 +35,9 @@ def emit(**row) -> None:
     print(json.dumps(row), flush=True)
 
 
-def bare_forward(backbone: str, items: list, batch: int) -> float:
+def bare_forward(backbone: str, items: list, batch: int, pre) -> float:
     """Seconds of one inference_mode forward pass over pre-decoded images (no I/O)."""
     spec = get_backbone(backbone)
-    pre = spec.preprocessing
     tf = eval_transform(pre)
     x = torch.stack([tf(load_for_model(p, pre)) for p in items])
     model = TailoredModel(spec.build(2)).eval().to(memory_format=torch.channels_last)
@@ -127,19 +126,31 @@ def main() -> int:
         return 1
     data = load_image_folder(args.data)
     train, val, _ = data.split()
-    forward = bare_forward(args.backbone, train.items + val.items, args.batch)
-    emit(
-        measure="bare_forward",
-        images=len(train) + len(val),
-        seconds=round(forward, 3),
-        images_per_second=round((len(train) + len(val)) / forward, 2),
-    )
+    spec = get_backbone(args.backbone)
+    n_images = len(train) + len(val)
+    forwards = {}
+    for name, pre in (
+        ("train_size", spec.preprocessing),
+        ("probe_size", spec.probe_preprocessing()),
+    ):
+        forwards[name] = bare_forward(args.backbone, train.items + val.items, args.batch, pre)
+        emit(
+            measure="bare_forward",
+            resolution=pre.input_size,
+            images=n_images,
+            seconds=round(forwards[name], 3),
+            images_per_second=round(n_images / forwards[name], 2),
+        )
+    forward = forwards["probe_size"]  # the linear probe embeds at this resolution
     strategies = args.strategies.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for s in strategies:
             row = run_strategy(s, args.data, args, Path(tmp) / "cache")
             if s == "linear-probe":
                 row["vs_bare_forward"] = round(row["wall_seconds"] / forward, 3)
+                row["vs_bare_forward_at_train_size"] = round(
+                    row["wall_seconds"] / forwards["train_size"], 3
+                )
                 emit(**row)
                 again = run_strategy(s, args.data, args, Path(tmp) / "cache")
                 emit(

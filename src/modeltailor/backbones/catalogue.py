@@ -72,6 +72,10 @@ class BackboneSpec:
     hub_id: str | None = None
     key_mapping: str | None = None
     strategies: tuple[str, ...] = ALL_STRATEGIES
+    #: Input size for frozen-feature extraction. Networks trained with random-resized crops see
+    #: objects larger than a centre crop shows them; embedding at ~1.15x the training size
+    #: corrects that (FixRes, Touvron et al. 2019; timm's `test_input_size`).
+    probe_size: int | None = None
     builder: Callable[..., nn.Module] | None = field(default=None, compare=False, repr=False)
 
     # -- where the weights are ------------------------------------------------------------
@@ -107,6 +111,14 @@ class BackboneSpec:
         with open(path, "rb") as f:
             head = hashlib.sha1(f.read(1 << 20)).hexdigest()[:16]
         return f"file:{path.name}:{stat.st_size}:{head}"
+
+    def probe_preprocessing(self) -> Preprocessing:
+        """Preprocessing for the linear probe (frozen features): `probe_size` when set."""
+        from dataclasses import replace
+
+        if not self.probe_size:
+            return self.preprocessing
+        return replace(self.preprocessing, input_size=self.probe_size)
 
     def supports(self, strategy: str) -> bool:
         return strategy in self.strategies

@@ -131,7 +131,7 @@ def main() -> int:
     forwards = {}
     for name, pre in (
         ("train_size", spec.preprocessing),
-        ("probe_size", spec.probe_preprocessing()),
+        ("test_size", spec.inference_preprocessing()),
     ):
         forwards[name] = bare_forward(args.backbone, train.items + val.items, args.batch, pre)
         emit(
@@ -141,7 +141,7 @@ def main() -> int:
             seconds=round(forwards[name], 3),
             images_per_second=round(n_images / forwards[name], 2),
         )
-    forward = forwards["probe_size"]  # the linear probe embeds at this resolution
+    forward = forwards["test_size"]  # the linear probe embeds at this resolution
     strategies = args.strategies.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for s in strategies:

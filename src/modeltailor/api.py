@@ -117,7 +117,7 @@ class ImageClassifier:
             )
         settings = self._settings()
         torch.manual_seed(self.seed)
-        pre = spec.probe_preprocessing() if strategy.uses_feature_cache else spec.preprocessing
+        pre = spec.inference_preprocessing()
         n_classes = len(train.class_names)
         model = TailoredModel(spec.build(n_classes, pretrained=strategy.pretrained))
         notes: list[str] = []

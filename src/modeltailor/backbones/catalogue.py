@@ -32,6 +32,8 @@ class Preprocessing:
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    #: Size of training crops when it differs from the inference `input_size` (FixRes).
+    train_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +46,7 @@ class Preprocessing:
             std=tuple(d["std"]),  # type: ignore[arg-type]
             interpolation=d.get("interpolation", "bicubic"),
             crop_pct=float(d.get("crop_pct", 0.875)),
+            train_size=d.get("train_size"),
         )
 
 
@@ -72,10 +75,10 @@ class BackboneSpec:
     hub_id: str | None = None
     key_mapping: str | None = None
     strategies: tuple[str, ...] = ALL_STRATEGIES
-    #: Input size for frozen-feature extraction. Networks trained with random-resized crops see
-    #: objects larger than a centre crop shows them; embedding at ~1.15x the training size
-    #: corrects that (FixRes, Touvron et al. 2019; timm's `test_input_size`).
-    probe_size: int | None = None
+    #: Inference input size. Networks trained on random-resized crops see objects larger than
+    #: a centre crop shows them; predicting at ~1.15x the training size corrects that (FixRes,
+    #: Touvron et al. 2019; timm's `test_input_size`). Training crops stay at input_size.
+    test_size: int | None = None
     builder: Callable[..., nn.Module] | None = field(default=None, compare=False, repr=False)
 
     # -- where the weights are ------------------------------------------------------------
@@ -112,13 +115,14 @@ class BackboneSpec:
             head = hashlib.sha1(f.read(1 << 20)).hexdigest()[:16]
         return f"file:{path.name}:{stat.st_size}:{head}"
 
-    def probe_preprocessing(self) -> Preprocessing:
-        """Preprocessing for the linear probe (frozen features): `probe_size` when set."""
+    def inference_preprocessing(self) -> Preprocessing:
+        """What a run records: inference at `test_size`, training crops at `input_size`."""
         from dataclasses import replace
 
-        if not self.probe_size:
-            return self.preprocessing
-        return replace(self.preprocessing, input_size=self.probe_size)
+        pre = self.preprocessing
+        if not self.test_size or self.test_size == pre.input_size:
+            return pre
+        return replace(pre, input_size=self.test_size, train_size=pre.input_size)
 
     def supports(self, strategy: str) -> bool:
         return strategy in self.strategies

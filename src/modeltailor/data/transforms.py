@@ -41,7 +41,7 @@ def train_transform(pre: Preprocessing) -> T.Compose:
         [
             T.PILToTensor(),
             T.RandomResizedCrop(
-                pre.input_size,
+                pre.train_size or pre.input_size,
                 scale=(0.35, 1.0),
                 interpolation=_INTERPOLATION[pre.interpolation],
                 antialias=True,

@@ -7,11 +7,11 @@ FINE_TUNE = register_strategy(
     Strategy(
         name="fine-tune",
         description="head first, then the top blocks with discriminative learning rates",
-        epochs=12,
+        epochs=15,
         lr=1e-3,
-        patience=4,
+        patience=5,
         head_epochs=2,
-        unfrozen_groups=3,
+        unfrozen_groups=4,
         body_lr_scale=0.3,
         layer_decay=0.5,
     )

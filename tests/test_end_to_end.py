@@ -146,3 +146,17 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "run is in" in out and (tmp_path / "demo" / "model.safetensors").is_file()
+
+
+def test_truncated_training_image_is_reported_and_recorded(small_dir, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dir, data)
+    victim = sorted((data / "sneaker").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:80])  # header intact, pixels cut off
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--output", str(run), "--quiet"]) == 0
+    assert str(victim) in capsys.readouterr().err
+    config = json.loads((run / "config.json").read_text())
+    assert str(victim) in [s["path"] for s in config["data"]["skipped"]]

@@ -139,10 +139,11 @@ class ImageClassifier:
         self.history_ = result.history
         self.is_main_process_ = result.is_main_process
         self.fit_info_ = {**result.info, "notes": notes}
+        self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {
             "train": _describe(train),
             "val": _describe(val) if val is not None else None,
-            "skipped": [s.__dict__ for s in train.skipped + (val.skipped if val else [])],
+            "skipped": [s.__dict__ for s in self.skipped_],
         }
         self.splits_ = {"train": train.digests(), "val": val.digests() if val else []}
         self._val = val

@@ -151,6 +151,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # DDP worker: rank 0 evaluates and writes the run
     seconds = time.perf_counter() - started
     clf.fit_info_["train_seconds"] = round(seconds, 2)
+    reported = {s.path for s in data.skipped}
+    found_later = [s for s in clf.skipped_ if s.path not in reported]
+    _report_skipped(found_later)  # files whose pixel data failed to decode during training
     metrics = _honest_metrics(clf, test)
     run = clf.save(run_path, metrics)
     _print_train_summary(clf, metrics, run.path, seconds)

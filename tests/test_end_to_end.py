@@ -33,7 +33,8 @@ def test_train_writes_a_complete_run(probe_run):
     assert config["backbone"] == "efficientnet_lite0" and config["settings"]["seed"] == 0
     assert config["versions"]["torch"].startswith("2.14.1")
     splits = json.loads((probe_run / "splits.json").read_text())
-    assert len(splits["train"]) == 320 and not list(probe_run.glob("**/*.tmp"))
+    assert len(splits["train"]["sha1"]) == 320 and len(splits["test"]["items"]) == 40
+    assert not list(probe_run.glob("**/*.tmp"))
     assert not list(probe_run.glob("*.pt")) and not list(probe_run.glob("*.pkl"))
 
 

@@ -22,8 +22,22 @@ def _history(run) -> list[dict]:
 
 def _train(small_dir, run, *extra: str) -> int:
     return main(
-        ["train", str(small_dir), "--strategy", "fine-tune", "--output", str(run), "--quiet",
-         "--batch-size", "8", "--val-fraction", "0.25", "--test-fraction", "0.25", *extra]
+        [
+            "train",
+            str(small_dir),
+            "--strategy",
+            "fine-tune",
+            "--output",
+            str(run),
+            "--quiet",
+            "--batch-size",
+            "8",
+            "--val-fraction",
+            "0.25",
+            "--test-fraction",
+            "0.25",
+            *extra,
+        ]
     )
 
 
@@ -54,9 +68,24 @@ def test_same_seed_same_metrics(small_dir, tmp_path):
 
 def test_two_process_ddp_on_cpu_runs_to_completion(small_dir, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [*TAILOR, "train", str(small_dir), "--strategy", "fine-tune", "--epochs", "1",
-           "--batch-size", "4", "--devices", "2", "--distributed", "ddp", "--quiet",
-           "--output", str(run)]
+    cmd = [
+        *TAILOR,
+        "train",
+        str(small_dir),
+        "--strategy",
+        "fine-tune",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--devices",
+        "2",
+        "--distributed",
+        "ddp",
+        "--quiet",
+        "--output",
+        str(run),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert res.returncode == 0, res.stderr[-3000:]
     config = json.loads((run / "config.json").read_text())

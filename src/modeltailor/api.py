@@ -145,7 +145,9 @@ class ImageClassifier:
             "val": _describe(val) if val is not None else None,
             "skipped": [s.__dict__ for s in self.skipped_],
         }
-        self.splits_ = {"train": train.digests(), "val": val.digests() if val else []}
+        self.splits_ = {"train": split_record(train)}
+        if val is not None:
+            self.splits_["val"] = split_record(val)
         self._val = val
         self.metrics_: dict[str, Any] = {}
         return self
@@ -253,7 +255,11 @@ class ImageClassifier:
         """How many items of `dataset` were (by content) in this model's train/val data."""
         splits = getattr(self, "splits_", {})
         digests = set(dataset.digests())
-        return {name: len(digests & set(d)) for name, d in splits.items()}
+        return {
+            name: len(digests & set(rec["sha1"]))
+            for name, rec in splits.items()
+            if name in ("train", "val")
+        }
 
     # -- run directory -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -329,6 +335,16 @@ class ImageClassifier:
         clf.is_main_process_ = True
         clf.config_ = cfg
         return clf
+
+
+def split_record(data: LabeledDataset) -> dict[str, list]:
+    """Which files (path, label, content hash) a split held: for overlap checks, exports
+    that verify on validation data, and reports that show mistakes."""
+    return {
+        "items": [str(i) for i in data.items],
+        "labels": [data.class_names[lab] for lab in data.labels],
+        "sha1": data.digests(),
+    }
 
 
 def _verified(data: LabeledDataset) -> LabeledDataset:

@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=3)
     pr.set_defaults(func=cmd_predict)
 
+    x = sub.add_parser("export", help="verified ONNX export (optionally int8) of a run")
+    x.add_argument("run", help="run folder (runs/<name>)")
+    x.add_argument("--format", default="onnx", choices=["onnx"])
+    x.add_argument("--quantize", choices=["int8"], help="also write an int8 model")
+    x.add_argument("--data", help="labelled folder to verify on (default: the run's val split)")
+    x.add_argument("--force", action="store_true", help="write int8 even if accuracy drops >1pt")
+    x.set_defaults(func=cmd_export)
+
     b = sub.add_parser("backbones", help="list the backbone catalogue")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_backbones)
@@ -155,6 +163,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     found_later = [s for s in clf.skipped_ if s.path not in reported]
     _report_skipped(found_later)  # files whose pixel data failed to decode during training
     metrics = _honest_metrics(clf, test)
+    if test is not None and len(test):
+        from modeltailor.api import split_record
+
+        clf.splits_["test"] = split_record(test)
     run = clf.save(run_path, metrics)
     _print_train_summary(clf, metrics, run.path, seconds)
     return 0
@@ -281,6 +293,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _report_skipped(skipped)
     if not rows:
         return 1
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from modeltailor.export import export_onnx
+
+    manifest = export_onnx(args.run, quantize=args.quantize, data=args.data, force=args.force)
+    check = manifest["onnx"]["parity_vs_pytorch"]
+    out.print(
+        f"ONNX: {manifest['onnx']['bytes'] / 1e6:.1f} MB, top-1 agreement with PyTorch "
+        f"{check['top1_agreement']:.3f} on {check['examples']} images, max logit diff "
+        f"{check['max_abs_logit_diff']:.1e}",
+        highlight=False,
+    )
+    if "int8" in manifest:
+        q = manifest["int8"]
+        acc = (
+            f"accuracy {q['accuracy_fp32']:.3f} -> {q['accuracy_int8']:.3f}, "
+            if q["accuracy_fp32"] is not None
+            else ""
+        )
+        out.print(
+            f"int8: {q['bytes'] / 1e6:.1f} MB ({q['size_ratio']:.0%} of fp32), {acc}"
+            f"settings {q['settings']}",
+            highlight=False,
+        )
+    out.print(f"written to [bold]{Path(args.run) / 'export'}[/] (manifest.json)")
     return 0
 
 

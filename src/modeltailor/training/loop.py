@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,26 +107,27 @@ def train_network(
         enable_version_counter=False,
     )
     patience = settings.patience if settings.patience is not None else strategy.patience
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator=settings.accelerator,
-        devices=settings.devices,
-        strategy=settings.distributed or "auto",
-        precision=settings.precision,  # type: ignore[arg-type]
-        callbacks=[best, EarlyStopping("val_loss", patience=patience, mode="min"), history],
-        logger=False,
-        enable_model_summary=False,
-        enable_progress_bar=settings.verbose,
-        num_sanity_val_steps=0,
-        deterministic=True,
-        default_root_dir=checkpoint_dir,
-        log_every_n_steps=1,
-    )
-    last = checkpoint_dir / "last.ckpt"
-    ckpt = str(last) if resume and last.is_file() else None
-    if resume and ckpt is None:
-        raise ModelTailorError(f"{checkpoint_dir}: nothing to resume (no last.ckpt)")
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator=settings.accelerator,
+            devices=settings.devices,
+            strategy=settings.distributed or "auto",
+            precision=settings.precision,  # type: ignore[arg-type]
+            callbacks=[best, EarlyStopping("val_loss", patience=patience, mode="min"), history],
+            logger=False,
+            enable_model_summary=False,
+            enable_progress_bar=settings.verbose,
+            num_sanity_val_steps=0,
+            deterministic=True,
+            default_root_dir=checkpoint_dir,
+            log_every_n_steps=1,
+        )
+        last = checkpoint_dir / "last.ckpt"
+        ckpt = str(last) if resume and last.is_file() else None
+        if resume and ckpt is None:
+            raise ModelTailorError(f"{checkpoint_dir}: nothing to resume (no last.ckpt)")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     best_path = best.best_model_path
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -140,6 +143,30 @@ def train_network(
         "resumed_from": ckpt,
     }
     return FitResult(history.rows, info, trainer.is_global_zero)
+
+
+class _quiet_lightning:
+    """Hide Lightning's start-up chatter (hardware lines, tips) and the warning about modules
+    in eval mode: frozen BatchNorm layers are in eval mode on purpose."""
+
+    def __enter__(self) -> None:
+        self._loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.WARNING)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        for pattern in (
+            ".*module\\(s\\) in eval mode.*",
+            ".*LeafSpec.*",
+            ".*exists and is not empty.*",
+        ):
+            warnings.filterwarnings("ignore", message=pattern)
+
+    def __exit__(self, *exc) -> None:
+        self._warnings.__exit__(*exc)
+        for lg, level in zip(self._loggers, self._levels, strict=True):
+            lg.setLevel(level)
 
 
 def _best_epoch(rows: list[dict[str, Any]]) -> int | None:

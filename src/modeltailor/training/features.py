@@ -22,9 +22,8 @@ from modeltailor._progress import progress_bar
 from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
-from modeltailor.data.transforms import eval_transform
 from modeltailor.run import atomic_write_bytes
-from modeltailor.training.loaders import ImageTensors, make_loader
+from modeltailor.training.loaders import decoded_batches
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
@@ -125,28 +124,21 @@ def extract_embeddings(
 
 def _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, verbose) -> dict:
     order = list(todo.values())
-    data = ImageTensors([dataset.items[i] for i in order], None, eval_transform(pre), pre, True)
-    loader = make_loader(data, batch_size, num_workers=num_workers)
-    model.eval()
-    net = model.to(memory_format=torch.channels_last)
+    items = [dataset.items[i] for i in order]
+    digest_of = list(todo.keys())
+    net = model.eval().to(memory_format=torch.channels_last)
     bad: dict = {}
     pending_keys: list[str] = []
     pending_rows: list[np.ndarray] = []
-    digest_of = list(todo.keys())
     with progress_bar(len(order), "embedding images", verbose) as bar:
-        for x, idx, errors in loader:
-            ok = [k for k, e in enumerate(errors) if not e]
-            for k, e in enumerate(errors):
-                if e:
-                    bad[dataset.items[order[int(idx[k])]]] = e
-            if ok:
-                feats = net.embed(x[ok].contiguous(memory_format=torch.channels_last))
-                pending_rows.append(feats.float().numpy())
-                pending_keys.extend(digest_of[int(idx[k])] for k in ok)
+        for pixels, kept, covered in decoded_batches(items, pre, batch_size, num_workers, bad):
+            if kept:
+                pending_rows.append(net.embed(pixels).float().numpy())
+                pending_keys.extend(digest_of[i] for i in kept)
             if len(pending_keys) >= SHARD_ROWS:
                 cache.write_shard(pending_keys, np.concatenate(pending_rows))
                 pending_keys, pending_rows = [], []
-            bar.advance(len(errors))
+            bar.advance(covered)
     if pending_keys:
         cache.write_shard(pending_keys, np.concatenate(pending_rows))
     return bad

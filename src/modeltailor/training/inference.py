@@ -8,8 +8,7 @@ import torch
 from modeltailor._progress import progress_bar
 from modeltailor.backbones.catalogue import Preprocessing
 from modeltailor.backbones.model import TailoredModel
-from modeltailor.data.transforms import eval_transform
-from modeltailor.training.loaders import ImageTensors, make_loader
+from modeltailor.training.loaders import decoded_batches
 
 
 @torch.inference_mode()
@@ -22,22 +21,14 @@ def predict_logits(
     verbose: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """Logits for every decodable item, and {item: reason} for those that failed."""
-    data = ImageTensors(items, None, eval_transform(pre), pre, tolerant=True)
-    loader = make_loader(data, batch_size, num_workers=num_workers)
-    model.eval()
-    model.to(memory_format=torch.channels_last)
+    model.eval().to(memory_format=torch.channels_last)
     out: list[np.ndarray] = []
     bad: dict = {}
     with progress_bar(len(items), "predicting", verbose) as bar:
-        for x, idx, errors in loader:
-            ok = [k for k, e in enumerate(errors) if not e]
-            for k, e in enumerate(errors):
-                if e:
-                    bad[items[int(idx[k])]] = e
-            if ok:
-                logits = model(x[ok].contiguous(memory_format=torch.channels_last))
-                out.append(logits.float().numpy())
-            bar.advance(len(errors))
+        for pixels, kept, covered in decoded_batches(items, pre, batch_size, num_workers, bad):
+            if kept:
+                out.append(model(pixels).float().numpy())
+            bar.advance(covered)
     n_classes = model.classifier().out_features
     return (np.concatenate(out) if out else np.empty((0, n_classes), np.float32)), bad
 

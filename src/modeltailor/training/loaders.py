@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from modeltailor.backbones.catalogue import Preprocessing
 from modeltailor.data.images import ImageReadError
-from modeltailor.data.transforms import load_for_model
+from modeltailor.data.transforms import eval_transform, load_for_model
 
 
 class ImageTensors(Dataset):
@@ -63,3 +63,18 @@ def make_loader(
         generator=generator,
         drop_last=drop_last,
     )
+
+
+def decoded_batches(
+    items: list, pre: Preprocessing, batch_size: int, num_workers: int, bad: dict
+) -> Iterator[tuple[torch.Tensor, list[int], int]]:
+    """Inference batches of the items that decode: (channels-last pixels, their indices into
+    `items`, how many items the batch covered). Failures are added to `bad` (item -> reason)."""
+    data = ImageTensors(items, None, eval_transform(pre), pre, tolerant=True)
+    for x, idx, errors in make_loader(data, batch_size, num_workers=num_workers):
+        ok = [k for k, e in enumerate(errors) if not e]
+        for k, e in enumerate(errors):
+            if e:
+                bad[items[int(idx[k])]] = e
+        pixels = x[ok].contiguous(memory_format=torch.channels_last)
+        yield pixels, [int(idx[k]) for k in ok], len(errors)

@@ -8,7 +8,6 @@ an export whose top-1 disagrees on any image is refused.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -19,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeltailor.data.transforms import eval_transform, load_for_model
 from modeltailor.errors import ModelTailorError
 from modeltailor.run import RunDir, atomic_write_json
+from modeltailor.training.loaders import decoded_batches
 
 OPSET = 18
 
@@ -43,20 +42,22 @@ class NormalizedModel(nn.Module):
         return self.model((pixels - self.mean) / self.std)
 
 
-def pixels_for(items: list, pre) -> tuple[np.ndarray, list]:
-    """Resized, cropped [0, 1] pixels (N, 3, H, W) for the files that decode."""
-    tf = eval_transform(pre)
-    mean = torch.tensor(pre.mean).view(3, 1, 1)
-    std = torch.tensor(pre.std).view(3, 1, 1)
-    xs, kept = [], []
-    for item in items:
-        try:
-            x = tf(load_for_model(item, pre)) * std + mean  # undo the normalisation
-        except Exception:
-            continue
-        xs.append(x.numpy())
-        kept.append(item)
-    return (np.stack(xs).astype(np.float32) if xs else np.empty((0, 3, 1, 1), np.float32)), kept
+def pixels_for(items: list, pre) -> tuple[np.ndarray, list[int]]:
+    """Resized, cropped [0, 1] pixels (N, 3, H, W) of the files that decode, and their indices.
+
+    The same decoding as training and prediction (`decoded_batches`), with the normalisation
+    undone: the exported graph normalises by itself.
+    """
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    chunks, kept = [], []
+    for pixels, indices, _ in decoded_batches(items, pre, batch_size=32, num_workers=0, bad={}):
+        if indices:
+            chunks.append((pixels * std + mean).contiguous().numpy())
+            kept.extend(indices)
+    if not chunks:
+        return np.empty((0, 3, pre.input_size, pre.input_size), np.float32), kept
+    return np.concatenate(chunks).astype(np.float32, copy=False), kept
 
 
 def verification_items(run: RunDir, split: str, data: Path | None, limit: int) -> tuple[list, list]:
@@ -116,7 +117,7 @@ def export_onnx(
     pre = clf.preprocessing_
     paths, labels = verification_items(run, "val", Path(data) if data else None, max_examples)
     pixels, kept = pixels_for(paths, pre)
-    labels = [lab for p, lab in zip(paths, labels, strict=True) if p in kept]
+    labels = [labels[i] for i in kept]
     y = np.array([clf.classes_.index(lab) if lab in clf.classes_ else -1 for lab in labels])
     wrapped = NormalizedModel(
         clf.model_.to(memory_format=torch.contiguous_format), pre.mean, pre.std
@@ -202,7 +203,3 @@ def _preprocessing_doc(pre) -> dict[str, Any]:
         "normalisation": {"mean": list(pre.mean), "std": list(pre.std), "in_graph": True},
         "output": "logits (apply softmax for probabilities), classes in labels.json order",
     }
-
-
-def describe(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2)

@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from modeltailor.export.onnx import ExportError, _ort_logits, parity, pixels_for
+from modeltailor.export.onnx import (
+    ExportError,
+    _ort_logits,
+    parity,
+    pixels_for,
+    verification_items,
+)
 
 MAX_ACCURACY_DROP = 0.01
 CALIBRATION_IMAGES = 128
@@ -63,8 +69,6 @@ def quantize_int8(
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from modeltailor.export.onnx import verification_items
 
     calib_paths, _ = verification_items(run, "train", None, CALIBRATION_IMAGES)
     calib, _ = pixels_for(calib_paths, clf.preprocessing_)

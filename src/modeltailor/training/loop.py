@@ -6,6 +6,8 @@ import logging
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,27 +147,25 @@ def train_network(
     return FitResult(history.rows, info, trainer.is_global_zero)
 
 
-class _quiet_lightning:
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
     """Hide Lightning's start-up chatter (hardware lines, tips) and the warning about modules
     in eval mode: frozen BatchNorm layers are in eval mode on purpose."""
-
-    def __enter__(self) -> None:
-        self._loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-        self._levels = [lg.level for lg in self._loggers]
-        for lg in self._loggers:
-            lg.setLevel(logging.WARNING)
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        for pattern in (
-            ".*module\\(s\\) in eval mode.*",
-            ".*LeafSpec.*",
-            ".*exists and is not empty.*",
-        ):
-            warnings.filterwarnings("ignore", message=pattern)
-
-    def __exit__(self, *exc) -> None:
-        self._warnings.__exit__(*exc)
-        for lg, level in zip(self._loggers, self._levels, strict=True):
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in (
+                ".*module\\(s\\) in eval mode.*",
+                ".*LeafSpec.*",
+                ".*exists and is not empty.*",
+            ):
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 

@@ -45,7 +45,8 @@ def test_int8_records_accuracy_and_is_forced_only_past_one_point(probe_run, tmp_
     q = export_onnx(run, quantize="int8", force=True)["int8"]
     assert q["size_ratio"] <= 0.35 and (run / "export" / "model.int8.onnx").is_file()
     assert q["forced"] == (q["accuracy_drop"] > 0.01)
-    assert q["tried"][-1]["accuracy"] == q["accuracy_int8"] and q["kept_fp32"]
+    assert q["accuracy_int8"] == max(t["accuracy"] for t in q["tried"]) and q["kept_fp32"]
+    assert q["settings"]["per_channel"] in ("depthwise", "all")
 
 
 def test_an_export_that_disagrees_is_refused_and_nothing_is_written(
@@ -60,3 +61,16 @@ def test_an_export_that_disagrees_is_refused_and_nothing_is_written(
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         export_onnx(run)
     assert not (run / "export").exists()
+
+
+def test_a_second_format_keeps_the_first_formats_manifest_entry(exported, probe_run, tmp_path):
+    import shutil
+
+    from modeltailor.export.base import prepare, update_manifest
+
+    run = tmp_path / "run"
+    shutil.copytree(probe_run, run)
+    job = prepare(run, None, max_examples=4)
+    manifest = update_manifest(run / "export", job, {"other": {"file": "x"}})
+    assert manifest["onnx"]["parity_vs_pytorch"]["examples"] == 40
+    assert manifest["other"] == {"file": "x"}

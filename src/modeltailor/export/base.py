@@ -1,0 +1,190 @@
+"""What every export format shares: the model as exported, the images it is checked on, the
+reference outputs from PyTorch, the parity figures and the manifest.
+
+Every format is verified the same way before it is written: run on the run's validation images
+(or a folder the user names) and compared with PyTorch; any top-1 disagreement refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modeltailor.errors import ModelTailorError
+from modeltailor.run import RunDir, atomic_write_json
+from modeltailor.training.loaders import decoded_batches
+
+MANIFEST = "manifest.json"
+
+
+class ExportError(ModelTailorError):
+    """An export was refused (it disagrees with PyTorch, or loses too much accuracy)."""
+
+
+class NormalizedModel(nn.Module):
+    """Pixels in [0, 1] -> logits: normalisation lives in the exported graph."""
+
+    def __init__(self, model: nn.Module, mean, std) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model((pixels - self.mean) / self.std)
+
+
+def pixels_for(items: list, pre) -> tuple[np.ndarray, list[int]]:
+    """Resized, cropped [0, 1] pixels (N, 3, H, W) of the files that decode, and their indices.
+
+    The same decoding as training and prediction (`decoded_batches`), with the normalisation
+    undone: the exported graph normalises by itself.
+    """
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    chunks, kept = [], []
+    for pixels, indices, _ in decoded_batches(items, pre, batch_size=32, num_workers=0, bad={}):
+        if indices:
+            chunks.append((pixels * std + mean).contiguous().numpy())
+            kept.extend(indices)
+    if not chunks:
+        return np.empty((0, 3, pre.input_size, pre.input_size), np.float32), kept
+    return np.concatenate(chunks).astype(np.float32, copy=False), kept
+
+
+def verification_items(run: RunDir, split: str, data: Path | None, limit: int) -> tuple[list, list]:
+    """(paths, labels) to verify on: the run's own split files, or a folder given by the user."""
+    if data is not None:
+        from modeltailor.data import load_image_folder
+
+        ds = load_image_folder(data)
+        return ds.items[:limit], [ds.class_names[i] for i in ds.labels[:limit]]
+    splits = run.read_json("splits.json") if run.has("splits.json") else {}
+    rec = splits.get(split) or splits.get("train")
+    if not rec:
+        raise ExportError(f"{run.path}: no {split} files recorded; pass --data FOLDER")
+    pairs = [
+        (p, lab) for p, lab in zip(rec["items"], rec["labels"], strict=True) if Path(p).is_file()
+    ]
+    if not pairs:
+        raise ExportError(
+            f"{run.path}: the {split} files are gone; pass --data FOLDER to verify on"
+        )
+    pairs = pairs[:limit]
+    return [Path(p) for p, _ in pairs], [lab for _, lab in pairs]
+
+
+def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    agree = reference.argmax(1) == candidate.argmax(1)
+    return {
+        "examples": int(len(reference)),
+        "max_abs_logit_diff": float(np.abs(reference - candidate).max()),
+        "top1_agreement": float(agree.mean()),
+        "top1_disagreements": int((~agree).sum()),
+    }
+
+
+def refuse_disagreement(fmt: str, check: dict[str, Any]) -> None:
+    if check["top1_disagreements"]:
+        raise ExportError(
+            f"{fmt} export disagrees with PyTorch on {check['top1_disagreements']} of "
+            f"{check['examples']} images (max logit diff {check['max_abs_logit_diff']:.2e}); "
+            "nothing was written"
+        )
+
+
+@dataclass
+class ExportJob:
+    """A run loaded for export, with the images and PyTorch outputs every format is checked on."""
+
+    run: RunDir
+    classifier: Any
+    model: NormalizedModel
+    pixels: np.ndarray  # (N, 3, H, W) in [0, 1]
+    labels: np.ndarray  # class index per image, -1 where the label is not a class of the run
+    reference: np.ndarray  # PyTorch logits for `pixels`
+    verified_on: str
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run.path / "export"
+
+    @property
+    def preprocessing(self):
+        return self.classifier.preprocessing_
+
+    def accuracy(self, logits: np.ndarray) -> float | None:
+        labelled = self.labels >= 0
+        if not labelled.any():
+            return None
+        return float((logits.argmax(1)[labelled] == self.labels[labelled]).mean())
+
+
+def prepare(run_path: str | Path, data: str | Path | None, max_examples: int = 256) -> ExportJob:
+    """Load the run, decode the verification images and compute PyTorch's logits once."""
+    from modeltailor.api import ImageClassifier
+
+    run = RunDir(run_path)
+    clf = ImageClassifier.load(run.path)
+    pre = clf.preprocessing_
+    paths, names = verification_items(run, "val", Path(data) if data else None, max_examples)
+    pixels, kept = pixels_for(paths, pre)
+    if not len(pixels):
+        raise ExportError(f"{run.path}: none of the verification images could be read")
+    names = [names[i] for i in kept]
+    y = np.array([clf.classes_.index(n) if n in clf.classes_ else -1 for n in names])
+    model = NormalizedModel(
+        clf.model_.to(memory_format=torch.contiguous_format), pre.mean, pre.std
+    ).eval()
+    with torch.inference_mode():
+        reference = np.concatenate(
+            [model(torch.from_numpy(pixels[i : i + 32])).numpy() for i in range(0, len(pixels), 32)]
+        )
+    verified_on = f"folder {data}" if data else "the run's validation split"
+    return ExportJob(run, clf, model, pixels, y, reference, verified_on)
+
+
+def preprocessing_doc(pre, layout: str = "NCHW") -> dict[str, Any]:
+    """How to turn an image into the exported model's input (what is not inside the graph)."""
+    return {
+        "input": f"pixels: float32 RGB in [0, 1], {layout}",
+        "resize_shorter_side_to": int(math.floor(pre.input_size / pre.crop_pct)),
+        "center_crop": pre.input_size,
+        "interpolation": pre.interpolation,
+        "normalisation": {"mean": list(pre.mean), "std": list(pre.std), "in_graph": True},
+        "output": "logits (apply softmax for probabilities), classes in labels.json order",
+    }
+
+
+def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> dict[str, Any]:
+    """Merge one format's sections into export/manifest.json (other formats' entries stay)."""
+    path = out_dir / MANIFEST
+    manifest: dict[str, Any] = {}
+    if path.is_file():
+        import json
+
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = {}
+    manifest.update(
+        {
+            "source_run": str(job.run.path),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "labels": "labels.json",
+            "preprocessing": "preprocessing.json",
+        }
+    )
+    manifest.update(sections)
+    out_dir.mkdir(exist_ok=True)
+    atomic_write_json(out_dir / "labels.json", job.classifier.classes_)
+    atomic_write_json(out_dir / "preprocessing.json", preprocessing_doc(job.preprocessing))
+    atomic_write_json(path, manifest)
+    return manifest

@@ -31,10 +31,23 @@ MODEL_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask() is process-wide and racy across threads
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file + rename: a crash never leaves half a file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files; give them the permissions any other new file would get
+        # (a web export served by another user, a shared run folder).
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

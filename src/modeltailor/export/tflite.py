@@ -1,0 +1,133 @@
+"""TFLite (LiteRT) export for Android and iOS apps, verified like the ONNX export.
+
+`litert-torch` converts the PyTorch model without TensorFlow; the `ai-edge-litert` interpreter
+then runs it on the validation images and any top-1 disagreement with PyTorch refuses it. Both
+are an optional extra (they pull jax): `pip install 'modeltailor[tflite]'`.
+
+The model takes what a phone's camera frame or bitmap gives after resizing: float32 RGB in
+[0, 1], NHWC, batch 1 (the layout TFLite image models use); normalisation is inside the graph.
+Beside it go `labels.txt` (one label per line, the label file Model Maker shipped) and
+`model.tflite.json`, the input/output description an app needs. (Model Maker embedded the same
+facts as TFLite metadata; the writer for that, tflite-support, needs protobuf 3 and cannot be
+installed beside onnx, so they are written as plain files.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modeltailor.export.base import (
+    ExportError,
+    ExportJob,
+    parity,
+    prepare,
+    preprocessing_doc,
+    refuse_disagreement,
+    update_manifest,
+)
+from modeltailor.run import atomic_write_bytes, atomic_write_json
+
+MISSING = (
+    "TFLite export needs the optional extra: pip install 'modeltailor[tflite]' "
+    "(litert-torch and ai-edge-litert; no TensorFlow)"
+)
+
+
+def _require_litert():
+    try:
+        import litert_torch
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise ExportError(f"{MISSING} [{exc}]") from exc
+    return litert_torch, Interpreter
+
+
+def tflite_logits(path: Path, pixels_nchw: np.ndarray, threads: int = 2) -> np.ndarray:
+    """Run a batch-1 NHWC .tflite over (N, 3, H, W) pixels, one image at a time."""
+    _, interpreter_cls = _require_litert()
+    interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    rows = []
+    for image in pixels_nchw:
+        interpreter.set_tensor(inp, np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out)[0].copy())
+    return np.stack(rows)
+
+
+def _convert(job: ExportJob, path: Path) -> None:
+    litert_torch, _ = _require_litert()
+    import torch
+
+    size = job.preprocessing.input_size
+    nhwc = litert_torch.to_channel_last_io(job.model, args=[0]).eval()
+    try:
+        # The converter prints its own progress lines; ours is the one users should read.
+        with contextlib.redirect_stdout(io.StringIO()):
+            edge = litert_torch.convert(nhwc, (torch.rand(1, size, size, 3),))
+            edge.export(str(path))
+    except Exception as exc:
+        raise ExportError(f"litert-torch could not convert this model: {exc}") from exc
+
+
+def app_description(job: ExportJob) -> dict[str, Any]:
+    """What a mobile app needs to feed the model and read its answer."""
+    pre = job.preprocessing
+    doc = preprocessing_doc(pre, layout="NHWC")
+    return {
+        "model": "model.tflite",
+        "labels": "labels.txt",
+        "input": {
+            "shape": [1, pre.input_size, pre.input_size, 3],
+            "dtype": "float32",
+            "layout": "NHWC",
+            "color": "RGB",
+            "range": [0.0, 1.0],
+            "resize_shorter_side_to": doc["resize_shorter_side_to"],
+            "center_crop": doc["center_crop"],
+            "interpolation": doc["interpolation"],
+            "normalisation": "inside the model",
+        },
+        "output": {
+            "shape": [1, len(job.classifier.classes_)],
+            "meaning": "logits; softmax gives probabilities; index i is line i of labels.txt",
+        },
+        "backbone": job.classifier.backbone,
+    }
+
+
+def export_tflite(
+    run_path: str | Path, data: str | Path | None = None, max_examples: int = 256
+) -> dict[str, Any]:
+    """Write run/export/model.tflite + labels.txt + model.tflite.json, verified first."""
+    _require_litert()
+    job = prepare(run_path, data, max_examples)
+    with tempfile.TemporaryDirectory(dir=job.run.path, prefix=".export-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        _convert(job, path)
+        check = parity(job.reference, tflite_logits(path, job.pixels))
+        refuse_disagreement("TFLite", check)
+        section = {
+            "file": "model.tflite",
+            "bytes": path.stat().st_size,
+            "input": {"layout": "NHWC", "batch": 1},
+            "accuracy": job.accuracy(job.reference),
+            "parity_vs_pytorch": check,
+            "verified_on": job.verified_on,
+            "app_files": ["labels.txt", "model.tflite.json"],
+        }
+        job.out_dir.mkdir(exist_ok=True)
+        shutil.move(str(path), job.out_dir / "model.tflite")
+    labels = "".join(f"{name}\n" for name in job.classifier.classes_)
+    atomic_write_bytes(job.out_dir / "labels.txt", labels.encode("utf-8"))
+    atomic_write_json(job.out_dir / "model.tflite.json", app_description(job))
+    return update_manifest(job.out_dir, job, {"tflite": section})

@@ -150,6 +150,34 @@ class ImageClassifier:
             self.splits_["val"] = split_record(val)
         self._val = val
         self.metrics_: dict[str, Any] = {}
+        self.temperature_ = 1.0
+        self.calibration_: dict[str, Any] | None = None
+        return self
+
+    def calibrate(self, val: LabeledDataset | None = None) -> ImageClassifier:
+        """Fit a softmax temperature on validation data (default: the data `fit` validated on).
+
+        Predictions keep their arg-max; probabilities become better calibrated. The
+        temperature is saved with the run, and predict, serve and every export apply it.
+        """
+        from modeltailor.evaluation.calibration import expected_calibration_error, fit_temperature
+
+        self._check_fitted()
+        val = val if val is not None else getattr(self, "_val", None)
+        if val is None or len(val) == 0:
+            raise DataError("calibration needs validation data, and there is none")
+        logits, bad = self._raw_logits(val.items)
+        labels = _align_labels(val, self.classes_)
+        y = np.array([lab for item, lab in zip(val.items, labels, strict=True) if item not in bad])
+        temperature = round(fit_temperature(logits, y), 6)
+        self.calibration_ = {
+            "method": "temperature scaling",
+            "temperature": temperature,
+            "fitted_on": f"validation data ({len(y)} examples)",
+            "validation_ece_before": expected_calibration_error(softmax(logits), y),
+            "validation_ece_after": expected_calibration_error(softmax(logits / temperature), y),
+        }
+        self.temperature_ = temperature
         return self
 
     def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
@@ -166,8 +194,14 @@ class ImageClassifier:
             raise RunError("this classifier is not fitted: call fit() or ImageClassifier.load()")
 
     def _logits(self, items: list) -> tuple[np.ndarray, dict]:
+        """Logits for files, divided by the calibration temperature (1 when uncalibrated)."""
+        logits, bad = self._raw_logits(items)
+        return logits / getattr(self, "temperature_", 1.0), bad
+
+    def _raw_logits(self, items: list) -> tuple[np.ndarray, dict]:
         """Logits for files; a linear probe fitted in this process reuses the embedding cache."""
         self._check_fitted()
+
         if (
             getattr(self, "spec_", None) is not None
             and get_strategy(self.strategy).uses_feature_cache
@@ -278,6 +312,7 @@ class ImageClassifier:
             "settings": self._settings().to_dict(),
             "data": self.data_,
             "fit": self.fit_info_,
+            "calibration": getattr(self, "calibration_", None),
             "versions": _versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -332,6 +367,8 @@ class ImageClassifier:
         clf.data_ = cfg.get("data", {})
         clf.splits_ = run.read_json("splits.json") if run.has("splits.json") else {}
         clf.metrics_ = run.read_json("metrics.json") if run.has("metrics.json") else {}
+        clf.calibration_ = cfg.get("calibration")
+        clf.temperature_ = float((clf.calibration_ or {}).get("temperature", 1.0))
         clf.is_main_process_ = True
         clf.config_ = cfg
         return clf

@@ -65,9 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=3)
     pr.set_defaults(func=cmd_predict)
 
-    x = sub.add_parser("export", help="verified ONNX export (optionally int8) of a run")
+    x = sub.add_parser("export", help="verified export of a run: ONNX (int8), TFLite")
     x.add_argument("run", help="run folder (runs/<name>)")
-    x.add_argument("--format", default="onnx", choices=["onnx"])
+    x.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "tflite"],
+        help="onnx (servers, desktop; --quantize int8), tflite (Android/iOS apps)",
+    )
     x.add_argument("--quantize", choices=["int8"], help="also write an int8 model")
     x.add_argument("--data", help="labelled folder to verify on (default: the run's val split)")
     x.add_argument("--force", action="store_true", help="write int8 even if accuracy drops >1pt")
@@ -110,6 +115,11 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--devices", default="auto", help="Lightning devices (e.g. 2)")
     t.add_argument("--distributed", help="Lightning distributed strategy, e.g. ddp")
     t.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed or 16-mixed (GPU)")
+    t.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit a softmax temperature on the validation data (honest probabilities)",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -162,6 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     reported = {s.path for s in data.skipped}
     found_later = [s for s in clf.skipped_ if s.path not in reported]
     _report_skipped(found_later)  # files whose pixel data failed to decode during training
+    if args.calibrate:
+        _calibrate(clf)
     metrics = _honest_metrics(clf, test)
     if test is not None and len(test):
         from modeltailor.api import split_record
@@ -170,6 +182,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = clf.save(run_path, metrics)
     _print_train_summary(clf, metrics, run.path, seconds)
     return 0
+
+
+def _calibrate(clf) -> None:
+    clf.calibrate()
+    c = clf.calibration_
+    out.print(
+        f"calibrated: temperature {c['temperature']:.3f}, validation ECE "
+        f"{c['validation_ece_before']:.3f} -> {c['validation_ece_after']:.3f}",
+        highlight=False,
+    )
 
 
 def _honest_metrics(clf, test) -> dict[str, Any]:
@@ -297,6 +319,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "tflite":
+        return _export_tflite(args)
     from modeltailor.export import export_onnx
 
     manifest = export_onnx(args.run, quantize=args.quantize, data=args.data, force=args.force)
@@ -320,6 +344,25 @@ def cmd_export(args: argparse.Namespace) -> int:
             highlight=False,
         )
     out.print(f"written to [bold]{Path(args.run) / 'export'}[/] (manifest.json)")
+    return 0
+
+
+def _export_tflite(args: argparse.Namespace) -> int:
+    from modeltailor.export.tflite import export_tflite
+
+    if args.quantize:
+        err.print("[yellow]warning:[/] --quantize applies to ONNX; the TFLite model is float32")
+    manifest = export_tflite(args.run, data=args.data)
+    t = manifest["tflite"]
+    check = t["parity_vs_pytorch"]
+    out.print(
+        f"TFLite: {t['bytes'] / 1e6:.1f} MB, top-1 agreement with PyTorch "
+        f"{check['top1_agreement']:.3f} on {check['examples']} images, max logit diff "
+        f"{check['max_abs_logit_diff']:.1e}",
+        highlight=False,
+    )
+    folder = Path(args.run) / "export"
+    out.print(f"written to [bold]{folder}[/]: model.tflite, labels.txt, model.tflite.json")
     return 0
 
 

@@ -29,16 +29,19 @@ class ExportError(ModelTailorError):
 
 
 class NormalizedModel(nn.Module):
-    """Pixels in [0, 1] -> logits: normalisation lives in the exported graph."""
+    """Pixels in [0, 1] -> logits: normalisation (and a calibration temperature, when the run
+    has one) live in the exported graph, so every runtime gives the run's probabilities."""
 
-    def __init__(self, model: nn.Module, mean, std) -> None:
+    def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.temperature = float(temperature)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model((pixels - self.mean) / self.std)
+        logits = self.model((pixels - self.mean) / self.std)
+        return logits / self.temperature if self.temperature != 1.0 else logits
 
 
 def pixels_for(items: list, pre) -> tuple[np.ndarray, list[int]]:
@@ -141,7 +144,10 @@ def prepare(run_path: str | Path, data: str | Path | None, max_examples: int = 2
     names = [names[i] for i in kept]
     y = np.array([clf.classes_.index(n) if n in clf.classes_ else -1 for n in names])
     model = NormalizedModel(
-        clf.model_.to(memory_format=torch.contiguous_format), pre.mean, pre.std
+        clf.model_.to(memory_format=torch.contiguous_format),
+        pre.mean,
+        pre.std,
+        temperature=clf.temperature_,
     ).eval()
     with torch.inference_mode():
         reference = np.concatenate(
@@ -163,6 +169,11 @@ def preprocessing_doc(pre, layout: str = "NCHW") -> dict[str, Any]:
     }
 
 
+def calibration_doc(job: ExportJob) -> dict[str, Any]:
+    temperature = job.classifier.temperature_
+    return {"temperature": temperature, "in_graph": temperature != 1.0}
+
+
 def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> dict[str, Any]:
     """Merge one format's sections into export/manifest.json (other formats' entries stay)."""
     path = out_dir / MANIFEST
@@ -180,6 +191,7 @@ def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> 
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "labels": "labels.json",
             "preprocessing": "preprocessing.json",
+            "calibration": calibration_doc(job),
         }
     )
     manifest.update(sections)

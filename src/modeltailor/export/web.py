@@ -1,0 +1,280 @@
+"""Web export: a static folder that classifies images in the browser with onnxruntime-web.
+
+    runs/<name>/export/web/index.html     the page: pick, drop or paste an image, see the top 3
+                           app.js          UI and inference
+                           preprocess.js   the Python eval preprocessing, re-implemented in JS
+                           app-data.js     labels, preprocessing and title (generated)
+                           model.js        the verified export/model.onnx, base64
+                           ort.wasm.min.js onnxruntime-web's wasm-only bundle (from npm)
+                           ort-wasm.js     its wasm binary (base64) and ES-module glue
+                           style.css, labels.json, preprocessing.json
+
+Why everything is a classic script: a page opened from file:// may not fetch() files or load
+module scripts/workers (browsers block both), and the issue asks for a folder that works from
+file:// and from any static server with no network at run time. So the model and the runtime's
+wasm are embedded as base64 in .js files (a third larger than the binaries), the runtime's small
+ES-module glue is handed to onnxruntime-web as a blob: URL, and inference is single-threaded
+(threads need cross-origin isolation, which neither file:// nor a plain server gives).
+
+onnxruntime-web is pinned (ORT_WEB_VERSION) and installed from the npm registry at export time
+into a cache folder (`$MODELTAILOR_NPM_CACHE`, else `<modeltailor cache>/npm`), reused after.
+
+Preprocessing parity: preprocess.js reproduces torchvision's uint8 antialiased resize (torch's
+fixed-point PIL-SIMD kernel), centre crop and /255 exactly (tests/test_web.py compares it with
+`eval_transform` under node). The browser decodes images itself, so two differences remain:
+(1) for JPEGs at least twice the model's resize size on both sides (512+ px for 224 inputs),
+Python decodes in Pillow's draft mode (DCT-domain downscaling, see `open_image`), which the
+browser cannot do: it decodes at full size and resizes, so probabilities on large photos can
+differ slightly (typically in the third decimal) from `tailor predict`; (2) semi-transparent
+pixels pass through the canvas's premultiplied alpha and may differ by one level after
+compositing on white. Opaque images below that size give the same pixels as Python, up to the
+JPEG decoder (libjpeg-turbo in both Pillow and Chromium).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from modeltailor.export.base import MANIFEST, ExportError
+from modeltailor.export.onnx import export_onnx
+from modeltailor.run import MODEL_FILE, RunDir, atomic_write_json
+
+ORT_WEB_VERSION = "1.30.0"
+#: The only dist files the page uses: the wasm-only UMD bundle, its ES-module glue and binary.
+ORT_BUNDLE = "ort.wasm.min.js"
+ORT_GLUE = "ort-wasm-simd-threaded.mjs"
+ORT_WASM = "ort-wasm-simd-threaded.wasm"
+TEMPLATE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+TOP_K = 3
+NPM_TIMEOUT_S = 600
+
+
+def npm_cache_root() -> Path:
+    """$MODELTAILOR_NPM_CACHE, else <modeltailor cache>/npm: npm packages kept between exports."""
+    if os.environ.get("MODELTAILOR_NPM_CACHE"):
+        return Path(os.environ["MODELTAILOR_NPM_CACHE"])
+    from modeltailor.training.features import cache_root
+
+    return cache_root() / "npm"
+
+
+def _install_command(target: Path, version: str) -> list[str]:
+    return [
+        "npm", "install", "--prefix", str(target), f"onnxruntime-web@{version}",
+        "--no-audit", "--no-fund", "--ignore-scripts", "--fetch-retries=1",
+        "--fetch-timeout=60000",
+    ]  # fmt: skip
+
+
+def _dist_ok(dist: Path, version: str) -> bool:
+    """The install is complete and is the pinned version (an interrupted install is not)."""
+    try:
+        meta = json.loads((dist.parent / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files = (ORT_BUNDLE, ORT_GLUE, ORT_WASM)
+    return meta.get("version") == version and all((dist / f).is_file() for f in files)
+
+
+def onnxruntime_web_dist(version: str = ORT_WEB_VERSION, root: Path | None = None) -> Path:
+    """onnxruntime-web's dist folder, installed once with npm into the cache and reused.
+
+    npm installs into a staging folder that is renamed into place, so an interrupted or
+    concurrent export never leaves a half-installed package that looks complete.
+    """
+    target = (root or npm_cache_root()) / f"onnxruntime-web-{version}"
+    dist = target / "node_modules" / "onnxruntime-web" / "dist"
+    if _dist_ok(dist, version):
+        return dist
+    manual = " ".join(_install_command(target, version))
+    if not shutil.which("npm"):
+        raise ExportError(
+            "the web export needs onnxruntime-web from the npm registry, and npm is not "
+            f"installed: install Node.js (it ships npm), or on another machine run `{manual}` "
+            f"and copy {target} here"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        _npm_install(staging, version, manual)
+        if not _dist_ok(staging / dist.relative_to(target), version):
+            raise ExportError(f"npm installed onnxruntime-web@{version} without {ORT_WASM}")
+        if not _dist_ok(dist, version):  # another export may have finished meanwhile
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dist
+
+
+def _npm_install(prefix: Path, version: str, manual: str) -> None:
+    try:
+        done = subprocess.run(
+            _install_command(prefix, version),
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ExportError(f"npm install of onnxruntime-web failed ({exc}); run: {manual}") from exc
+    if done.returncode:
+        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise ExportError(
+            f"npm could not install onnxruntime-web@{version} (is the npm registry reachable?): "
+            f"{tail}. With network access, run: {manual}"
+        )
+
+
+def _needs_onnx_export(run: RunDir, out_dir: Path) -> bool:
+    """No verified ONNX export yet, or one that no longer matches the run: older than its
+    weights (trained again) or with other labels (the page shows the export's labels)."""
+    needed = [out_dir / n for n in ("model.onnx", "labels.json", "preprocessing.json")]
+    if not all(p.is_file() for p in needed):
+        return True
+    weights = run.path / MODEL_FILE
+    if weights.is_file() and weights.stat().st_mtime > needed[0].stat().st_mtime:
+        return True
+    return run.has("labels.json") and run.read_json("labels.json") != json.loads(
+        needed[1].read_text(encoding="utf-8")
+    )
+
+
+def _js_global(name: str, value: Any) -> bytes:
+    """`window.NAME = <json>;` with every non-ASCII character escaped, so the file decodes
+    the same whatever charset a server announces (labels may be Japanese)."""
+    return f"window.{name} = {json.dumps(value, ensure_ascii=True)};\n".encode("ascii")
+
+
+def _base64_global(name: str, data: bytes) -> bytes:
+    return f"window.{name} = ".encode("ascii") + b'"' + base64.b64encode(data) + b'";\n'
+
+
+def _template(name: str) -> bytes:
+    return resources.files("modeltailor.export").joinpath("web_template", name).read_bytes()
+
+
+def _jpeg_draft_size(run_path: Path) -> int:
+    """The size `open_image` drafts JPEGs to (the page warns when Python would use it)."""
+    from modeltailor.backbones.catalogue import Preprocessing
+    from modeltailor.data.transforms import draft_size
+
+    config = json.loads((run_path / "config.json").read_text(encoding="utf-8"))
+    return draft_size(Preprocessing.from_dict(config["preprocessing"]))
+
+
+def _page_files(out_dir: Path, dist: Path, title: str) -> dict[str, bytes]:
+    """Every file of the web folder, by name."""
+    labels = json.loads((out_dir / "labels.json").read_text(encoding="utf-8"))
+    pre = json.loads((out_dir / "preprocessing.json").read_text(encoding="utf-8"))
+    app = {
+        "title": title,
+        "labels": labels,
+        "preprocessing": pre,
+        "top_k": min(TOP_K, len(labels)),
+        "jpeg_draft_size": _jpeg_draft_size(out_dir.parent),
+        "onnxruntime_web": ORT_WEB_VERSION,
+    }
+    runtime = {
+        "version": ORT_WEB_VERSION,
+        "mjs": (dist / ORT_GLUE).read_text(encoding="utf-8"),
+    }
+    files = {name: _template(name) for name in TEMPLATE_FILES}
+    files["index.html"] = files["index.html"].replace(
+        b"{{title}}", html.escape(title).encode("utf-8")
+    )
+    files["app-data.js"] = _js_global("MODELTAILOR_APP", app)
+    files["ort.wasm.min.js"] = (dist / ORT_BUNDLE).read_bytes()
+    files["ort-wasm.js"] = _js_global("MODELTAILOR_ORT_WASM", runtime) + _base64_global(
+        "MODELTAILOR_ORT_WASM.wasm", (dist / ORT_WASM).read_bytes()
+    )
+    files["model.js"] = _base64_global("MODELTAILOR_MODEL", (out_dir / "model.onnx").read_bytes())
+    files["labels.json"] = json.dumps(labels, indent=2, ensure_ascii=False).encode("utf-8")
+    files["preprocessing.json"] = json.dumps(pre, indent=2, ensure_ascii=False).encode("utf-8")
+    return files
+
+
+def _write_folder(target: Path, files: dict[str, bytes]) -> None:
+    """Write into a staging folder beside `target`, then swap it in: a reader (or a browser
+    reloading the page) sees the old folder or the new one, never a mix."""
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".web-"))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        staging.chmod(0o755)  # mkdtemp makes it private; a static server may run as another user
+        old = target.with_name(f".web-old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_web(
+    run_path: str | Path, data: str | Path | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Write run/export/web/ and record it in export/manifest.json; returns the manifest.
+
+    The model is the verified ONNX export: it is made first (checked against PyTorch, on `data`
+    or the run's validation split) when missing, older than the run's weights, or with `force`.
+    """
+    run = RunDir(run_path)
+    out_dir = run.path / "export"
+    if force or _needs_onnx_export(run, out_dir):
+        export_onnx(run.path, data=data)
+    dist = onnxruntime_web_dist()
+    title = run.path.resolve().name
+    files = _page_files(out_dir, dist, title)
+    _write_folder(out_dir / "web", files)
+    manifest = _read_manifest(out_dir / MANIFEST)
+    manifest["web"] = _manifest_section(out_dir, files)
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest other formats wrote (their sections stay), or a new one."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _manifest_section(out_dir: Path, files: dict[str, bytes]) -> dict[str, Any]:
+    model = (out_dir / "model.onnx").read_bytes()
+    return {
+        "folder": "web",
+        "entry": "web/index.html",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "onnxruntime_web": {
+            "version": ORT_WEB_VERSION,
+            "source": f"npm registry, onnxruntime-web@{ORT_WEB_VERSION}",
+            "dist_files": [ORT_BUNDLE, ORT_GLUE, ORT_WASM],
+            "execution": "wasm, single-threaded",
+        },
+        "model": {
+            "file": "web/model.js",
+            "embeds": "model.onnx (base64)",
+            "sha256": hashlib.sha256(model).hexdigest(),
+        },
+        "files": {name: len(data) for name, data in sorted(files.items())},
+        "bytes": sum(len(d) for d in files.values()),
+        "top_k": TOP_K,
+        "preprocessing": (
+            "preprocess.js reproduces eval_transform (uint8 antialiased resize, centre crop, "
+            "/255); JPEGs >= 2x the resize size decode in Pillow draft mode in Python only"
+        ),
+    }

@@ -13,11 +13,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+#: Equal-width confidence bins of the expected calibration error (Guo et al., 2017).
+ECE_BINS = 15
+
 
 def classification_metrics(
     y_true: list[int] | np.ndarray, proba: np.ndarray, class_names: list[str]
 ) -> dict[str, Any]:
-    """Accuracy, macro and per-class precision/recall/F1/support, ROC AUC, log loss, confusion."""
+    """Accuracy, macro and per-class precision/recall/F1/support, ROC AUC, log loss, confusion,
+    expected calibration error (`ece`) and its reliability bins."""
     y = np.asarray(y_true)
     labels = list(range(len(class_names)))
     pred = proba.argmax(axis=1)
@@ -43,7 +47,41 @@ def classification_metrics(
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "labels": list(class_names),
     }
+    out["ece"], out["reliability"] = calibration(y, proba)
     return out
+
+
+def calibration(
+    y: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS
+) -> tuple[float, list[dict[str, Any]]]:
+    """Expected calibration error (top-label, equal-width bins) and the bins behind it.
+
+    A model can be accurate yet over-confident; ECE says by how much its stated confidence
+    misleads, and the bins draw the reliability diagram without the per-example predictions.
+    Bin i holds confidences in (i/n, (i+1)/n]; empty bins have null confidence/accuracy.
+    """
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for i in range(n_bins):
+        hit = idx == i
+        count = int(hit.sum())
+        mean_conf = float(conf[hit].mean()) if count else None
+        acc = float(correct[hit].mean()) if count else None
+        if count:
+            ece += count / len(y) * abs(acc - mean_conf)
+        bins.append(
+            {
+                "lower": float(edges[i]),
+                "upper": float(edges[i + 1]),
+                "count": count,
+                "confidence": mean_conf,
+                "accuracy": acc,
+            }
+        )
+    return float(ece), bins
 
 
 def _roc_auc(y: np.ndarray, proba: np.ndarray, labels: list[int]) -> float | None:

@@ -1,0 +1,187 @@
+"""Gather a run's files into the report: figures as PNGs, then one self-contained HTML page.
+
+Everything comes from files the run already holds (config.json, metrics.json, history.csv,
+splits.json, predictions.csv): no model is loaded, so a report builds in about a second,
+offline, and can be rebuilt for any finished run with `tailor report`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modeltailor.report import plots
+from modeltailor.report.html import render, thumbnail
+from modeltailor.report.predictions import read_predictions
+from modeltailor.run import RunDir, atomic_write_bytes
+
+REPORT_FILE = "report.html"
+FIGURE_DIR = "report"
+MAX_MISTAKES = 12
+MAX_SKIPPED = 500
+SPLIT_KEYS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def write_report(run_path: str | Path) -> Path:
+    """(Re)build runs/<name>/report.html and runs/<name>/report/*.png; returns the HTML path."""
+    started = time.perf_counter()
+    run = RunDir(run_path)
+    cfg = run.read_json("config.json")
+    metrics = run.read_json("metrics.json") if run.has("metrics.json") else {}
+    held_name, held = held_out(metrics)
+    figures = _figures(run, cfg, held, held_name)
+    for name, fig in figures.items():
+        target = run.path / FIGURE_DIR / f"{name}.png"
+        if fig.get("png"):
+            atomic_write_bytes(target, fig["png"])
+        else:
+            target.unlink(missing_ok=True)  # a stale figure from an earlier build
+    labels = run.read_json("labels.json") if run.has("labels.json") else held.get("labels", [])
+    context = {
+        "name": run.path.resolve().name,
+        "cfg": cfg,
+        "config_json": json.dumps(cfg, indent=2, ensure_ascii=False),
+        "metrics": metrics,
+        "headline": _headline(metrics),
+        "held_name": held_name,
+        "held": held,
+        "figures": figures,
+        "mistakes": _mistakes(run.path, held_name),
+        "counts": _class_counts(run, cfg, labels),
+        "skipped": _skipped(cfg, metrics),
+        "max_skipped": MAX_SKIPPED,
+        "missing_glyphs": plots.missing_glyphs(labels),
+    }
+    context["seconds"] = round(time.perf_counter() - started, 2)
+    path = run.path / REPORT_FILE
+    atomic_write_bytes(path, render(context).encode("utf-8"))
+    return path
+
+
+def held_out(metrics: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The split the report judges the model on: test if there is one, else validation."""
+    for name in ("test", "validation"):
+        if metrics.get(name):
+            return name, metrics[name]
+    return None, {}
+
+
+def _headline(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(m, split=name) for name in ("validation", "test") if (m := metrics.get(name))]
+
+
+# -- figures ------------------------------------------------------------------------------------
+def _figures(run: RunDir, cfg: dict, held: dict, held_name: str | None) -> dict[str, dict]:
+    """name -> {"png": bytes | None, "why": reason shown instead of a missing figure}."""
+    history = _history(run.path)
+    fit = cfg.get("fit", {})
+    is_probe = bool(history) and "C" in history[0]
+    jobs: dict[str, tuple[Callable[[], bytes], str | None]] = {
+        "learning_curves": (
+            (lambda: plots.probe_curves(history))
+            if is_probe
+            else lambda: plots.network_curves(
+                history, _head_epochs(cfg), fit.get("best_epoch") or None
+            ),
+            None if history else "this run has no history.csv",
+        ),
+        "confusion_matrix": (
+            lambda: plots.confusion(held["confusion_matrix"], held["labels"]),
+            None if held else "metrics.json has no validation or test figures",
+        ),
+        "per_class": (
+            lambda: plots.per_class(held["per_class"]),
+            None if held else "metrics.json has no validation or test figures",
+        ),
+        "reliability": (
+            lambda: plots.reliability(held["reliability"], held["ece"], held_name or ""),
+            None
+            if held.get("reliability")
+            else "metrics.json has no calibration bins (a run from before ECE was measured: "
+            "train again to get them)",
+        ),
+    }
+    return {name: _draw(make, why) for name, (make, why) in jobs.items()}
+
+
+def _draw(make: Callable[[], bytes], why: str | None) -> dict[str, Any]:
+    """One figure; a figure that fails to draw is explained on the page, not fatal."""
+    if why:
+        return {"png": None, "why": why}
+    try:
+        return {"png": make(), "why": None}
+    except Exception as exc:  # noqa: BLE001 - the rest of the report is still worth having
+        return {"png": None, "why": f"could not be drawn: {type(exc).__name__}: {exc}"}
+
+
+def _history(run_path: Path) -> list[dict[str, str]]:
+    path = run_path / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _head_epochs(cfg: dict[str, Any]) -> int | None:
+    """Epochs of head-only training; older runs did not record it, so ask the strategy."""
+    recorded = cfg.get("fit", {}).get("head_epochs")
+    if recorded is not None:
+        return int(recorded)
+    from modeltailor.strategies import get_strategy
+
+    try:
+        return get_strategy(cfg.get("strategy", "")).head_epochs
+    except Exception:  # noqa: BLE001 - an unknown strategy just gets no unfreeze line
+        return None
+
+
+# -- tables -------------------------------------------------------------------------------------
+def _mistakes(run_path: Path, held_name: str | None) -> dict[str, Any]:
+    """The most confident wrong predictions on the held-out split, with thumbnails."""
+    rows = read_predictions(run_path)
+    if rows is None:
+        return {"available": False, "rows": [], "gone": [], "total": 0, "n": 0}
+    rows = [r for r in rows if r["split"] == held_name]
+    wrong = [r for r in rows if r["label"] != r["predicted"]]
+    wrong.sort(key=lambda r: -r["confidence"])
+    shown, gone = [], []
+    for r in wrong[:MAX_MISTAKES]:
+        uri = thumbnail(r["path"])
+        (shown if uri else gone).append({**r, "name": Path(r["path"]).name, "uri": uri})
+    return {"available": True, "rows": shown, "gone": gone, "total": len(wrong), "n": len(rows)}
+
+
+def _class_counts(run: RunDir, cfg: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """Class counts per split: from splits.json (every split), else config.json's summary."""
+    per_split: dict[str, dict[str, int]] = {}
+    if run.has("splits.json"):
+        for key, rec in run.read_json("splits.json").items():
+            per_split[SPLIT_KEYS.get(key, key)] = dict(Counter(rec.get("labels", [])))
+    else:
+        for key in ("train", "val"):
+            if (cfg.get("data") or {}).get(key):
+                per_split[SPLIT_KEYS[key]] = cfg["data"][key]["class_counts"]
+    names = list(labels) or sorted({c for counts in per_split.values() for c in counts})
+    rows = [
+        {"name": c, "counts": [per_split[s].get(c, 0) for s in per_split]}
+        | {"total": sum(per_split[s].get(c, 0) for s in per_split)}
+        for c in names
+    ]
+    totals = [sum(per_split[s].values()) for s in per_split]
+    return {"splits": list(per_split), "rows": rows, "totals": totals}
+
+
+def _skipped(cfg: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """Files left out while loading/training (config.json) or evaluating (metrics.json)."""
+    rows = [
+        {"stage": "loading / training", **s} for s in (cfg.get("data") or {}).get("skipped", [])
+    ]
+    for split in ("validation", "test"):
+        for s in (metrics.get(split) or {}).get("skipped", []):
+            rows.append({"stage": f"evaluating ({split})", **s})
+    return rows

@@ -112,12 +112,22 @@ def onnxruntime_web_dist(version: str = ORT_WEB_VERSION, root: Path | None = Non
         _npm_install(staging, version, manual)
         if not _dist_ok(staging / dist.relative_to(target), version):
             raise ExportError(f"npm installed onnxruntime-web@{version} without {ORT_WASM}")
-        if not _dist_ok(dist, version):  # another export may have finished meanwhile
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
+        _move_into_place(staging, target, dist, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dist
+
+
+def _move_into_place(staging: Path, target: Path, dist: Path, version: str) -> None:
+    """Rename the fresh install into place, unless a concurrent export got there first."""
+    if _dist_ok(dist, version):
+        return
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier install
+    try:
+        staging.rename(target)
+    except OSError:
+        if not _dist_ok(dist, version):
+            raise
 
 
 def _npm_install(prefix: Path, version: str, manual: str) -> None:

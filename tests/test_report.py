@@ -156,6 +156,16 @@ def test_report_of_a_run_without_predictions_or_ece_still_has_every_section(prob
     assert not (run / "report" / "reliability.png").exists()
 
 
+def test_without_a_test_split_the_page_says_so_and_judges_validation(small_dir, tmp_path):
+    run = tmp_path / "no-test"
+    args = ["train", str(small_dir), "--output", str(run), "--quiet", "--test-fraction", "0"]
+    assert main([*args, "--val-fraction", "0.25"]) == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert 'id="honesty"' in page and "Only validation figures exist" in page
+    assert 'Reliability <span class="muted">(validation)' in page
+    assert {r["split"] for r in _predictions(run)} == {"validation"}
+
+
 def test_report_on_a_missing_run_is_one_line_and_nonzero(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "config.json is missing" in capsys.readouterr().err

@@ -76,37 +76,38 @@ def _headline(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- figures ------------------------------------------------------------------------------------
+NO_HELD_OUT = "metrics.json has no validation or test figures"
+NO_BINS = "metrics.json has no calibration bins (a run from before ECE was measured: train again)"
+
+
 def _figures(run: RunDir, cfg: dict, held: dict, held_name: str | None) -> dict[str, dict]:
     """name -> {"png": bytes | None, "why": reason shown instead of a missing figure}."""
     history = _history(run.path)
-    fit = cfg.get("fit", {})
-    is_probe = bool(history) and "C" in history[0]
-    jobs: dict[str, tuple[Callable[[], bytes], str | None]] = {
-        "learning_curves": (
-            (lambda: plots.probe_curves(history))
-            if is_probe
-            else lambda: plots.network_curves(
-                history, _head_epochs(cfg), fit.get("best_epoch") or None
-            ),
-            None if history else "this run has no history.csv",
+    split = held_name or ""
+    return {
+        "learning_curves": _draw(
+            lambda: _learning_curves(history, cfg), None if history else "no history.csv"
         ),
-        "confusion_matrix": (
+        "confusion_matrix": _draw(
             lambda: plots.confusion(held["confusion_matrix"], held["labels"]),
-            None if held else "metrics.json has no validation or test figures",
+            None if held else NO_HELD_OUT,
         ),
-        "per_class": (
-            lambda: plots.per_class(held["per_class"]),
-            None if held else "metrics.json has no validation or test figures",
+        "per_class": _draw(
+            lambda: plots.per_class(held["per_class"]), None if held else NO_HELD_OUT
         ),
-        "reliability": (
-            lambda: plots.reliability(held["reliability"], held["ece"], held_name or ""),
-            None
-            if held.get("reliability")
-            else "metrics.json has no calibration bins (a run from before ECE was measured: "
-            "train again to get them)",
+        "reliability": _draw(
+            lambda: plots.reliability(held["reliability"], held["ece"], split),
+            None if held.get("reliability") else NO_BINS,
         ),
     }
-    return {name: _draw(make, why) for name, (make, why) in jobs.items()}
+
+
+def _learning_curves(history: list[dict[str, str]], cfg: dict[str, Any]) -> bytes:
+    """The linear probe's C search (its history has a C column), else curves per epoch."""
+    if "C" in history[0]:
+        return plots.probe_curves(history)
+    best = (cfg.get("fit") or {}).get("best_epoch") or None
+    return plots.network_curves(history, _head_epochs(cfg), best)
 
 
 def _draw(make: Callable[[], bytes], why: str | None) -> dict[str, Any]:
@@ -167,11 +168,10 @@ def _class_counts(run: RunDir, cfg: dict[str, Any], labels: list[str]) -> dict[s
             if (cfg.get("data") or {}).get(key):
                 per_split[SPLIT_KEYS[key]] = cfg["data"][key]["class_counts"]
     names = list(labels) or sorted({c for counts in per_split.values() for c in counts})
-    rows = [
-        {"name": c, "counts": [per_split[s].get(c, 0) for s in per_split]}
-        | {"total": sum(per_split[s].get(c, 0) for s in per_split)}
-        for c in names
-    ]
+    rows = []
+    for c in names:
+        counts = [per_split[s].get(c, 0) for s in per_split]
+        rows.append({"name": c, "counts": counts, "total": sum(counts)})
     totals = [sum(per_split[s].values()) for s in per_split]
     return {"splits": list(per_split), "rows": rows, "totals": totals}
 

@@ -27,6 +27,7 @@ def thumbnail(path: str | Path) -> str | None:
 
     try:
         with Image.open(path) as im:
+            im.draft(None, (2 * THUMB_PX, 2 * THUMB_PX))  # JPEGs decode at reduced size: fast
             im = ImageOps.exif_transpose(im)
             im.thumbnail((THUMB_PX, THUMB_PX))
             buf = io.BytesIO()

@@ -189,39 +189,40 @@ def confusion(matrix: list[list[int]], labels: list[str]) -> bytes:
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     n = len(labels)
-    side = max(3.6, 0.42 * n + 1.8)
+    side = min(max(3.6, 0.42 * n + 1.8), 14.0)  # many classes: smaller labels, not a huge PNG
     with _style(), matplotlib.rc_context({"axes.grid": False}):
         fig = Figure(figsize=(2 * side + 1, side), layout="constrained")
-        for ax, values, title, fmt in zip(
+        for ax, values, title, fmt, top in zip(
             fig.subplots(1, 2),
             (counts, rates),
             ("counts", "row-normalised (share of each true class)"),
             ("{:.0f}", "{:.2f}"),
+            (counts.max() or 1, 1.0),  # shares on a fixed 0-1 scale, comparable across runs
             strict=True,
         ):
-            im = ax.imshow(values, cmap="Blues", vmin=0, vmax=values.max() or 1)
+            im = ax.imshow(values, cmap="Blues", vmin=0, vmax=top)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-            _cells(ax, values, fmt, n)
+            _cells(ax, values, fmt, n, top)
             ax.set_xticks(
                 range(n), labels, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center"
             )
             ax.set_yticks(range(n), labels)
+            ax.tick_params(labelsize=9 if n <= 20 else max(3.0, 180 / n))
             ax.set_xlabel("predicted")
             ax.set_ylabel("true")
             ax.set_title(title)
         return _png(fig)
 
 
-def _cells(ax, values: np.ndarray, fmt: str, n: int) -> None:
+def _cells(ax, values: np.ndarray, fmt: str, n: int, high: float) -> None:
     if n > 20:  # numbers would be unreadable; the colour carries it
         return
-    high = values.max() or 1
     for i in range(n):
         for j in range(n):
             v = values[i, j]
-            colour = "white" if v > 0.55 * high else "black"
-            text = fmt.format(v) if v else "0" if fmt == "{:.0f}" else ""
-            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=7)
+            if v or fmt == "{:.0f}":  # counts show their zeros; shares leave them blank
+                colour = "white" if v > 0.55 * high else "black"
+                ax.text(j, i, fmt.format(v), ha="center", va="center", color=colour, fontsize=7)
 
 
 def per_class(per_class_metrics: dict[str, dict[str, float]]) -> bytes:
@@ -230,7 +231,8 @@ def per_class(per_class_metrics: dict[str, dict[str, float]]) -> bytes:
     x = np.arange(len(labels))
     width = 0.27
     with _style():
-        fig = Figure(figsize=(max(6.0, 0.65 * len(labels) + 2), 3.6), layout="constrained")
+        fig_width = min(max(6.0, 0.65 * len(labels) + 2), 24.0)
+        fig = Figure(figsize=(fig_width, 3.6), layout="constrained")
         ax = fig.subplots()
         for k, (key, colour) in enumerate((("precision", BLUE), ("recall", ORANGE), ("f1", GREEN))):
             values = [per_class_metrics[c][key] for c in labels]
@@ -264,12 +266,14 @@ def reliability(bins: list[dict[str, Any]], ece: float, split: str) -> bytes:
             edgecolor="white",
             label="accuracy",
         )
-        top.plot(
+        top.plot(  # the gap between a bar's top and its tick is what ECE averages
+            [b["lower"] + width / 2 for b in full],
             [b["confidence"] for b in full],
-            [b["accuracy"] for b in full],
-            "o",
+            "_",
             color=ORANGE,
-            ms=4,
+            ms=14,
+            mew=2.5,
+            clip_on=False,
             label="mean confidence",
         )
         top.set_xlim(0, 1)

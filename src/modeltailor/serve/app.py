@@ -1,0 +1,283 @@
+"""The REST API of `tailor serve`: FastAPI routes over one predictor loaded at startup.
+
+    POST /predict   multipart form, field `files` (repeat it for a batch), `?k=` top classes
+    GET  /health    liveness, and which backend answers
+    GET  /metadata  labels, backbone, strategy, metrics.json, preprocessing, backend, limits
+    GET  /docs, /openapi.json  (FastAPI)
+
+Every error is JSON with a `detail` string: 413 body over the upload limit, 415 not a
+multipart form or a part that is not an image, 422 a file that cannot be used (empty, corrupt,
+truncated, decompression bomb) or a bad parameter, 400 a malformed form or too many files.
+Anything unexpected is logged here and answered with a generic 500, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modeltailor.run import RunDir
+from modeltailor.serve.backends import InputError, Predictor, load_predictor
+
+DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
+#: Files per request: a batch is for convenience, not for shipping a dataset in one request.
+MAX_FILES = 64
+
+log = logging.getLogger("modeltailor.serve")
+
+
+# -- response models (they are the OpenAPI schema too) ---------------------------------------
+class Ranked(BaseModel):
+    label: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    file: str
+    label: str
+    probability: float
+    top_k: list[Ranked]
+
+
+class Predictions(BaseModel):
+    backend: str
+    predictions: list[Prediction]
+
+
+class Health(BaseModel):
+    status: str
+    backend: str
+
+
+class Metadata(BaseModel):
+    run: str
+    modality: str
+    backbone: str
+    architecture: str | None
+    strategy: str
+    labels: list[str]
+    metrics: dict[str, Any] | None
+    preprocessing: dict[str, Any]
+    calibration: dict[str, Any] | None
+    backend: str
+    model_file: str
+    max_upload_bytes: int
+    max_files: int
+
+
+class FileProblem(BaseModel):
+    file: str
+    reason: str
+
+
+class Error(BaseModel):
+    detail: str
+    files: list[FileProblem] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "malformed multipart form, or too many files"},
+    413: {"model": Error, "description": "request body over the upload limit"},
+    415: {"model": Error, "description": "not multipart/form-data, or a part is not an image"},
+    422: {"model": Error, "description": "a file cannot be used, or a parameter is invalid"},
+}
+
+
+# -- errors ----------------------------------------------------------------------------------
+class UploadRejected(Exception):
+    """Uploads refused with one status; every problem is reported, each naming its file."""
+
+    def __init__(self, status: int, problems: list[FileProblem]) -> None:
+        super().__init__(status, problems)
+        self.status = status
+        self.problems = problems
+
+
+async def _rejected(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UploadRejected)
+    lines = [f"{p.file}: {p.reason}" for p in exc.problems]
+    detail = lines[0] if len(lines) == 1 else f"{len(lines)} files refused: " + "; ".join(lines)
+    files = [p.model_dump() for p in exc.problems]
+    return JSONResponse({"detail": detail, "files": files}, status_code=exc.status)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's validation errors as one readable line (the inputs are not echoed back)."""
+    assert isinstance(exc, RequestValidationError)
+    parts = [
+        f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    """The client learns nothing about the server's insides; the log has the details."""
+    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return JSONResponse({"detail": "internal server error (details are in the server log)"}, 500)
+
+
+class UploadLimit:
+    """Refuse request bodies over `max_bytes` with a JSON 413, before they are parsed.
+
+    A declared Content-Length is refused at once; a streamed (chunked) body is counted as it
+    arrives. Starlette's own limiter answers in plain text, hence this small ASGI wrapper.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.detail = f"request body over the {max_bytes / 1e6:g} MB limit (--max-upload-mb)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": self.detail}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self.detail)  # FastAPI answers it with its handler
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# -- routes ----------------------------------------------------------------------------------
+router = APIRouter()
+
+
+def _predictor(request: Request) -> Predictor:
+    return request.app.state.predictor
+
+
+def _multipart_only(request: Request) -> None:
+    """415 for anything but a multipart form (before FastAPI reports a missing field)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        raise HTTPException(
+            415,
+            f"send images as multipart/form-data in the field 'files', not {kind or 'no type'}",
+        )
+
+
+@router.get("/health", response_model=Health)
+def health(request: Request) -> Health:
+    return Health(status="ok", backend=_predictor(request).backend)
+
+
+@router.get("/metadata", response_model=Metadata)
+def metadata(request: Request) -> Metadata:
+    return request.app.state.metadata
+
+
+@router.post(
+    "/predict",
+    response_model=Predictions,
+    responses=ERRORS,
+    dependencies=[Depends(_multipart_only)],
+)
+def predict(
+    request: Request,
+    files: Annotated[list[UploadFile], File(description="images; repeat the field for a batch")],
+    k: Annotated[int, Query(ge=1, description="classes ranked per image")] = 3,
+) -> Predictions:
+    """Label, probability and top-k classes per uploaded image, in upload order.
+
+    A plain `def`: FastAPI runs it in its thread pool, so decoding and inference never block
+    the event loop. One unusable file refuses the whole request (the answer lists each one).
+    """
+    predictor = _predictor(request)
+    names = [f.filename or f"file {i + 1}" for i, f in enumerate(files)]
+    inputs = _decode_all(predictor, files, names)
+    proba = predictor.probabilities(inputs)
+    k = min(k, len(predictor.labels))
+    rows = [_ranked(name, p, predictor.labels, k) for name, p in zip(names, proba, strict=True)]
+    return Predictions(backend=predictor.backend, predictions=rows)
+
+
+def _decode_all(predictor: Predictor, files: list[UploadFile], names: list[str]) -> list:
+    wrong = [
+        FileProblem(file=n, reason=f"content type {f.content_type} is not accepted: send images")
+        for n, f in zip(names, files, strict=True)
+        if not predictor.accepts(f.content_type)
+    ]
+    if wrong:
+        raise UploadRejected(415, wrong)
+    inputs, problems = [], []
+    for name, f in zip(names, files, strict=True):
+        try:
+            inputs.append(predictor.decode(f.file.read(), name))
+        except InputError as exc:
+            problems.append(FileProblem(file=name, reason=str(exc)))
+    if problems:
+        raise UploadRejected(422, problems)
+    return inputs
+
+
+def _ranked(name: str, p: np.ndarray, labels: list[str], k: int) -> Prediction:
+    order = np.argsort(-p)[:k]  # as ImageClassifier.predict_files ranks
+    top = [Ranked(label=labels[i], probability=float(p[i])) for i in order]
+    return Prediction(file=name, label=top[0].label, probability=top[0].probability, top_k=top)
+
+
+# -- the app ---------------------------------------------------------------------------------
+def run_metadata(run: RunDir, predictor: Predictor, max_upload_bytes: int) -> Metadata:
+    """What a client needs to know about the model, read once from the run folder."""
+    cfg = run.read_json("config.json")
+    return Metadata(
+        run=run.path.name,
+        modality=cfg["modality"],
+        backbone=cfg["backbone"],
+        architecture=cfg.get("architecture"),
+        strategy=cfg["strategy"],
+        labels=predictor.labels,
+        metrics=run.read_json("metrics.json") if run.has("metrics.json") else None,
+        preprocessing=cfg["preprocessing"],
+        calibration=cfg.get("calibration"),
+        backend=predictor.backend,
+        model_file=str(predictor.model_file.relative_to(run.path)),
+        max_upload_bytes=max_upload_bytes,
+        max_files=MAX_FILES,
+    )
+
+
+def create_app(
+    run_path: str | Path,
+    backend: str = "auto",
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The API for one run; the model is loaded here, once, before any request arrives."""
+    from modeltailor import __version__
+
+    run = RunDir(run_path)
+    predictor = load_predictor(run.path, backend)
+    app = FastAPI(
+        title=f"modeltailor: {run.path.name}",
+        version=__version__,
+        description=f"{predictor.modality} classifier ({predictor.backend}); see /metadata",
+        form_limits={"max_files": MAX_FILES},
+    )
+    app.state.predictor = predictor
+    app.state.metadata = run_metadata(run, predictor, max_upload_bytes)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.add_exception_handler(UploadRejected, _rejected)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, _internal)
+    app.include_router(router)
+    return app

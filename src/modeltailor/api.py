@@ -139,6 +139,8 @@ class ImageClassifier:
         self.history_ = result.history
         self.is_main_process_ = result.is_main_process
         self.fit_info_ = {**result.info, "notes": notes}
+        if not strategy.uses_feature_cache:  # where a report marks the body unfreezing
+            self.fit_info_["head_epochs"] = strategy.head_epochs
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {
             "train": _describe(train),
@@ -201,7 +203,6 @@ class ImageClassifier:
     def _raw_logits(self, items: list) -> tuple[np.ndarray, dict]:
         """Logits for files; a linear probe fitted in this process reuses the embedding cache."""
         self._check_fitted()
-
         if (
             getattr(self, "spec_", None) is not None
             and get_strategy(self.strategy).uses_feature_cache
@@ -270,19 +271,29 @@ class ImageClassifier:
         """Accuracy on a labelled dataset (scikit-learn's `score`)."""
         return self.evaluate(dataset, record=False)["accuracy"]
 
-    def evaluate(self, dataset: LabeledDataset, record: bool = True) -> dict[str, Any]:
-        """Metrics on labelled data; files that fail to decode are reported and skipped."""
+    def evaluate(
+        self, dataset: LabeledDataset, record: bool = True, *, return_predictions: bool = False
+    ) -> Any:
+        """Metrics on labelled data; files that fail to decode are reported and skipped.
+
+        With `return_predictions`, returns (metrics, {"items", "labels", "proba"}) too: the very
+        probabilities the metrics came from, so a run's report never recomputes the model.
+        """
         self._check_fitted()
         labels = _align_labels(dataset, self.classes_)
         logits, bad = self._logits(dataset.items)
         y = [lab for item, lab in zip(dataset.items, labels, strict=True) if item not in bad]
         if not y:
             raise DataError(f"{dataset.source}: no usable files to evaluate")
-        metrics = classification_metrics(y, softmax(logits), self.classes_)
+        proba = softmax(logits)
+        metrics = classification_metrics(y, proba, self.classes_)
         metrics["source"] = dataset.source
         metrics["skipped"] = [{"path": str(k), "reason": v} for k, v in bad.items()]
         if record:
             self.metrics_ = {"test": metrics}
+        if return_predictions:
+            kept = [item for item in dataset.items if item not in bad]
+            return metrics, {"items": kept, "labels": y, "proba": proba}
         return metrics
 
     def overlap_with_training(self, dataset: LabeledDataset) -> dict[str, int]:

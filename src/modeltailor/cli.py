@@ -70,13 +70,47 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--format",
         default="onnx",
-        choices=["onnx", "tflite"],
-        help="onnx (servers, desktop; --quantize int8), tflite (Android/iOS apps)",
+        choices=["onnx", "tflite", "web"],
+        help="onnx (servers, desktop; --quantize int8), tflite (Android/iOS apps), "
+        "web (static page: onnxruntime-web, file:// or any server)",
     )
     x.add_argument("--quantize", choices=["int8"], help="also write an int8 model")
     x.add_argument("--data", help="labelled folder to verify on (default: the run's val split)")
     x.add_argument("--force", action="store_true", help="write int8 even if accuracy drops >1pt")
     x.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("serve", help="REST API for a run: POST /predict, docs at /docs")
+    s.add_argument("run", help="run folder (runs/<name>)")
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=20, help="per request (default 20)")
+    s.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnx", "pytorch"],
+        help="auto: ONNX when the run has export/model.onnx, else PyTorch",
+    )
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser(
+        "compare", help="every strategy x backbone x seed on one split, side by side"
+    )
+    c.add_argument("data", help="folder: <class>/<images> or train|val|test/<class>/<images>")
+    c.add_argument("--strategies", default="linear-probe,fine-tune,scratch")
+    c.add_argument("--backbones", default="efficientnet_lite0")
+    c.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    c.add_argument("--output", help="folder for the runs and compare.* (default runs/compare-…)")
+    c.add_argument("--runs-dir", default="runs")
+    c.add_argument("--epochs", type=int, help="maximum epochs for every strategy")
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--val-fraction", type=float, default=0.1)
+    c.add_argument("--test-fraction", type=float, default=0.1)
+    c.add_argument("--split-seed", type=int, default=0, help="the one split all runs share")
+    c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("report", help="(re)build a run's report.html and plots, offline")
+    r.add_argument("run", help="run folder (runs/<name>)")
+    r.set_defaults(func=cmd_report)
 
     b = sub.add_parser("backbones", help="list the backbone catalogue")
     b.add_argument("--json", action="store_true")
@@ -174,13 +208,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     _report_skipped(found_later)  # files whose pixel data failed to decode during training
     if args.calibrate:
         _calibrate(clf)
-    metrics = _honest_metrics(clf, test)
+    metrics, predictions = _honest_metrics(clf, test)
     if test is not None and len(test):
         from modeltailor.api import split_record
 
         clf.splits_["test"] = split_record(test)
     run = clf.save(run_path, metrics)
     _print_train_summary(clf, metrics, run.path, seconds)
+    _write_report_files(run.path, predictions, clf.classes_)
     return 0
 
 
@@ -194,20 +229,28 @@ def _calibrate(clf) -> None:
     )
 
 
-def _honest_metrics(clf, test) -> dict[str, Any]:
-    """Test figures come only from data training never touched; otherwise say so."""
+def _honest_metrics(clf, test) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Test figures come only from data training never touched; otherwise say so.
+
+    Also returns each split's per-example probabilities, kept as the run's predictions.csv.
+    """
     val = clf._val
     result: dict[str, Any] = {"test": None, "validation": None}
+    predictions: dict[str, Any] = {}
     if val is not None and len(val):
-        result["validation"] = clf.evaluate(val, record=False)
+        result["validation"], predictions["validation"] = clf.evaluate(
+            val, record=False, return_predictions=True
+        )
     if test is not None and len(test):
-        result["test"] = clf.evaluate(test, record=False)
+        result["test"], predictions["test"] = clf.evaluate(
+            test, record=False, return_predictions=True
+        )
     else:
         result["note"] = (
             "no test split: only validation figures exist, and validation data was used for "
             "early stopping / head selection, so they are optimistic"
         )
-    return result
+    return result, predictions
 
 
 def _print_train_summary(clf, metrics: dict[str, Any], run_path: Path, seconds: float) -> None:
@@ -224,6 +267,36 @@ def _print_train_summary(clf, metrics: dict[str, Any], run_path: Path, seconds: 
     if metrics.get("note"):
         out.print(f"[yellow]note:[/] {metrics['note']}")
     out.print(f"trained in {seconds:.1f} s; run saved to [bold]{run_path}[/]")
+
+
+# -- report -----------------------------------------------------------------------------------
+def _write_report_files(run_path: Path, predictions: dict[str, Any], classes: list[str]) -> None:
+    """predictions.csv and report.html; the run is already saved, so a failure only warns."""
+    from modeltailor.report import write_predictions, write_report
+
+    try:
+        write_predictions(run_path, predictions, classes)
+        path = write_report(run_path)
+    except Exception as exc:  # noqa: BLE001 - never lose a trained run to a plotting problem
+        err.print(
+            f"[yellow]warning:[/] the report could not be written ({escape(repr(exc))}); "
+            f"the run is complete, retry with: tailor report {escape(str(run_path))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    out.print(f"report: [bold]{escape(str(path))}[/]", highlight=False)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from modeltailor.report import write_report
+
+    started = time.perf_counter()
+    path = write_report(args.run)
+    seconds = time.perf_counter() - started
+    out.print(f"report written to [bold]{escape(str(path))}[/] in {seconds:.1f} s", highlight=False)
+    out.print(f"open {escape(path.resolve().as_uri())} in a browser", highlight=False)
+    return 0
 
 
 def _devices(value: str) -> int | str:
@@ -321,6 +394,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "tflite":
         return _export_tflite(args)
+    if args.format == "web":
+        return _export_web(args)
     from modeltailor.export import export_onnx
 
     manifest = export_onnx(args.run, quantize=args.quantize, data=args.data, force=args.force)
@@ -364,6 +439,96 @@ def _export_tflite(args: argparse.Namespace) -> int:
     folder = Path(args.run) / "export"
     out.print(f"written to [bold]{folder}[/]: model.tflite, labels.txt, model.tflite.json")
     return 0
+
+
+def _export_web(args: argparse.Namespace) -> int:
+    from modeltailor.export.web import export_web
+
+    if args.quantize:
+        err.print("[yellow]warning:[/] --quantize applies to ONNX; the web page runs float32")
+    web = export_web(args.run, data=args.data)["web"]
+    folder = (Path(args.run) / "export" / "web").resolve()
+    out.print(
+        f"web page: {web['bytes'] / 1e6:.1f} MB, onnxruntime-web "
+        f"{web['onnxruntime_web']['version']}, written to [bold]{escape(str(folder))}[/]",
+        highlight=False,
+    )
+    out.print(
+        f"open {escape((folder / 'index.html').as_uri())} in a browser, or serve the folder: "
+        f"python -m http.server -d {escape(str(folder))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from modeltailor.serve import create_app
+
+    app = create_app(args.run, args.backend, max_upload_bytes=int(args.max_upload_mb * 1e6))
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{args.port}"
+    backend = app.state.predictor.backend
+    out.print(f"serving {escape(args.run)} ({backend}) at {url}  (API docs: {url}/docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from modeltailor.compare import HEADERS, compare, table_rows
+    from modeltailor.data import load_image_folder
+
+    data = load_image_folder(args.data)
+    data.validate(args.data)
+    _report_skipped(data.skipped)
+    seeds = [int(s) for s in _csv(args.seeds)]
+    out_dir = Path(args.output) if args.output else _compare_dir(args)
+    if (out_dir / "compare.json").exists():
+        raise ModelTailorError(f"{out_dir}: a comparison is already there; choose --output")
+
+    def progress(trial) -> None:
+        what = f"{trial.strategy} on {trial.backbone}, seed {trial.seed}"
+        if trial.error:
+            err.print(f"[red]failed:[/] {escape(what)}: {escape(trial.error)}", highlight=False)
+        else:
+            out.print(
+                f"{escape(what)}: accuracy {trial.accuracy:.3f} in {trial.train_seconds:.1f} s",
+                highlight=False,
+            )
+
+    options = {"epochs": args.epochs, "batch_size": args.batch_size}
+    result = compare(
+        data,
+        _csv(args.strategies),
+        _csv(args.backbones),
+        seeds,
+        out_dir,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        options=options,
+        on_trial=progress,
+    )
+    table = Table(title=f"scored on {result.scored_on}")
+    for h in HEADERS:
+        table.add_column(h, justify="left" if h in ("strategy", "backbone", "error") else "right")
+    for row in table_rows(result):
+        table.add_row(*[escape(c) for c in row])
+    out.print(table)
+    out.print(f"early stopping and head selection used {escape(result.validation)}")
+    out.print(f"written to [bold]{escape(str(out_dir))}[/] (compare.json, compare.html)")
+    return 0 if any(t.error is None for t in result.trials) else 1
+
+
+def _compare_dir(args: argparse.Namespace) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(args.runs_dir) / f"compare-{Path(args.data).resolve().name}-{stamp}"
 
 
 # -- catalogue / demo -------------------------------------------------------------------------

@@ -33,17 +33,8 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE over equal-width confidence bins: sum_b |acc_b - conf_b| * n_b / n."""
-    proba = np.asarray(proba, dtype=np.float64)
-    y = np.asarray(y)
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == y
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            ece += abs(correct[mask].mean() - confidence[mask].mean()) * mask.mean()
-    return float(ece)
+def expected_calibration_error(proba: np.ndarray, y: np.ndarray) -> float:
+    """Top-label ECE, the same figure `classification_metrics` reports as `ece`."""
+    from modeltailor.evaluation.metrics import calibration
+
+    return calibration(np.asarray(y), np.asarray(proba))[0]

@@ -1,6 +1,6 @@
 """The one dataset contract every modality produces, its split and its checks.
 
-A dataset is a list of items (file paths for images/audio, strings for text), an integer label
+A dataset is a list of items (file paths for images/audio, `TextItem`s for text), an integer label
 per item and the ordered class names. Readers build it; strategies and the training loop only
 ever see this contract, so a new modality adds a reader, not a new loop.
 """
@@ -57,7 +57,8 @@ class LabeledDataset:
             skipped=[],
             predefined=None,
         )
-        sub._digests = {k: v for k, v in self._digests.items() if k in set(sub.items)}
+        kept = set(sub.items)  # built once: inside the comprehension it was rebuilt per key
+        sub._digests = {k: v for k, v in self._digests.items() if k in kept}
         return sub
 
     def without(self, bad: dict[Any, str]) -> Self:
@@ -156,8 +157,13 @@ def stratified_split(
 
 
 def content_digest(item: Any) -> str:
-    """sha1 of a file's bytes (or of a string item), hex."""
+    """sha1 of a file's bytes, of a text item's `.text`, or of a string item, hex.
+
+    A text item hashes like the plain string of its text, so the same text read from another
+    file or line (or given as a string) has the same digest: overlap is found by content.
+    """
     if isinstance(item, Path):
         with open(item, "rb") as f:
             return hashlib.file_digest(f, "sha1").hexdigest()
-    return hashlib.sha1(str(item).encode("utf-8")).hexdigest()
+    text = getattr(item, "text", item)
+    return hashlib.sha1(str(text).encode("utf-8")).hexdigest()

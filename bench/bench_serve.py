@@ -73,6 +73,7 @@ def batch1_ms(run: Path, backend: str, images: list, repeats: int) -> dict:
     return {
         "backend": predictor.backend,
         "model_ms_p50": round(statistics.median(model), 2),
+        "model_ms_min": round(min(model), 2),
         "decode_ms_p50": round(statistics.median(decode), 2),
     }
 
@@ -137,6 +138,7 @@ def load(url: str, images: list, clients: int, requests: int) -> dict:
         "max_ms": round(max(latencies), 1),
         "requests_per_s": round(n / wall, 1),
         "service_ms": round(wall * 1e3 / n, 1),
+        "littles_law_mean_ms": round(clients * wall * 1e3 / n, 1),  # what saturation implies
     }
 
 
@@ -162,7 +164,7 @@ def main() -> None:
         ap.error("give a run folder, or --train")
     run = train_run(args.data, args.export) if args.train else Path(args.run)
     images = photos(args.data)
-    b1 = batch1_ms(run, args.backend, images, repeats=30)
+    b1 = batch1_ms(run, args.backend, images, repeats=60)
     emit(measure="batch1", run=str(run), cpus=os.cpu_count(), **b1)
     proc, url = start_server(run, args.backend)
     try:

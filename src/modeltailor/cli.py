@@ -543,7 +543,9 @@ def cmd_backbones(args: argparse.Namespace) -> int:
                 "modality": s.modality,
                 "architecture": s.architecture,
                 "params_m": s.params_m,
-                "input_size": s.preprocessing.input_size,
+                "input_size": getattr(s.preprocessing, "input_size", None),
+                "input": s.input_summary(),
+                "languages": s.languages or None,
                 "imagenet_top1": s.imagenet_top1,
                 "license": s.license,
                 "installed": s.is_installed(),
@@ -555,7 +557,8 @@ def cmd_backbones(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     table = Table(title="backbones (any timm architecture also works with --weights FILE)")
-    for col in ("name", "modality", "params", "input", "ImageNet top-1", "licence", "installed"):
+    cols = ("name", "modality", "params", "input", "ImageNet top-1", "languages", "licence")
+    for col in (*cols, "installed"):
         table.add_column(col)
     for s in specs:
         installed = "yes" if s.is_installed() else f"no: {s.install_hint}"
@@ -564,8 +567,9 @@ def cmd_backbones(args: argparse.Namespace) -> int:
             s.name,
             s.modality,
             f"{s.params_m:.2f}M",
-            str(s.preprocessing.input_size),
+            s.input_summary(),
             top1,
+            s.languages or "-",
             s.license,
             installed,
         )

@@ -1,12 +1,21 @@
 """Backbone catalogue: one record per pretrained model, looked up by name (like timm's registry)."""
 
+from modeltailor.backbones import text as _text  # noqa: F401  (registers the text entries)
 from modeltailor.backbones import vision as _vision  # noqa: F401  (registers the image entries)
 from modeltailor.backbones.catalogue import (
     BackboneSpec,
     Preprocessing,
+    TextPreprocessing,
     get_backbone,
     list_backbones,
     register_backbone,
 )
 
-__all__ = ["BackboneSpec", "Preprocessing", "get_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "BackboneSpec",
+    "Preprocessing",
+    "TextPreprocessing",
+    "get_backbone",
+    "list_backbones",
+    "register_backbone",
+]

@@ -51,6 +51,34 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class TextPreprocessing:
+    """How text becomes model input (stored in every run's config, keys the embedding cache).
+
+    Texts longer than `max_length` tokens are never cut: they are split into windows of
+    `max_length` tokens (special tokens and `prefix` included) overlapping by half, and the
+    window embeddings are averaged.
+    """
+
+    max_length: int
+    prefix: str = ""
+    pooling: str = "mean"
+    normalize: bool = True
+    modality: str = "text"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextPreprocessing:
+        return cls(
+            max_length=int(d["max_length"]),
+            prefix=d.get("prefix", ""),
+            pooling=d.get("pooling", "mean"),
+            normalize=bool(d.get("normalize", True)),
+        )
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """One catalogue entry.
 
@@ -62,7 +90,7 @@ class BackboneSpec:
     name: str
     modality: str
     architecture: str
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | TextPreprocessing
     params_m: float
     license: str
     description: str = ""
@@ -79,6 +107,8 @@ class BackboneSpec:
     #: a centre crop shows them; predicting at ~1.15x the training size corrects that (FixRes,
     #: Touvron et al. 2019; timm's `test_input_size`). Training crops stay at input_size.
     test_size: int | None = None
+    #: Languages the weights understand (text backbones; shown by `tailor backbones`).
+    languages: str = ""
     builder: Callable[..., nn.Module] | None = field(default=None, compare=False, repr=False)
 
     # -- where the weights are ------------------------------------------------------------
@@ -115,14 +145,23 @@ class BackboneSpec:
             head = hashlib.sha1(f.read(1 << 20)).hexdigest()[:16]
         return f"file:{path.name}:{stat.st_size}:{head}"
 
-    def inference_preprocessing(self) -> Preprocessing:
+    def inference_preprocessing(self) -> Preprocessing | TextPreprocessing:
         """What a run records: inference at `test_size`, training crops at `input_size`."""
         from dataclasses import replace
 
         pre = self.preprocessing
+        if isinstance(pre, TextPreprocessing):
+            return pre
         if not self.test_size or self.test_size == pre.input_size:
             return pre
         return replace(pre, input_size=self.test_size, train_size=pre.input_size)
+
+    def input_summary(self) -> str:
+        """The input column of `tailor backbones`: pixels for images, tokens for text."""
+        pre = self.preprocessing
+        if isinstance(pre, TextPreprocessing):
+            return f"{pre.max_length} tokens"
+        return str(pre.input_size)
 
     def supports(self, strategy: str) -> bool:
         return strategy in self.strategies

@@ -19,11 +19,14 @@ class TailoredModel(nn.Module):
         super().__init__()
         self.net = net
         head_names = {n for n, _ in _classifier_parameters(net)}
+        # Parameters the backbone pins frozen (e5's 96M-parameter word embeddings) belong to no
+        # group, so no strategy ever unfreezes them.
+        pinned = set(getattr(net, "always_frozen", ()))
         groups = group_parameters(net, net.group_matcher(coarse=True))
         named = dict(net.named_parameters())
         body: list[list[str]] = []
         for _, names in sorted(groups.items()):
-            names = [n for n in names if n not in head_names]
+            names = [n for n in names if n not in head_names and n not in pinned]
             if names:
                 body.append(names)
         self._body_names = body

@@ -55,6 +55,8 @@ def test_rows_keep_input_order_with_length_sorted_batches(minilm):
     together = minilm.embed_texts(texts, batch_size=2)
     alone = np.concatenate([minilm.embed_texts([t]) for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert minilm.embed_texts([]).shape == (0, minilm.num_features)
+    assert minilm.embed_texts(["", "  "]).shape == (2, minilm.num_features)
 
 
 def test_long_text_is_windowed_not_truncated(minilm):

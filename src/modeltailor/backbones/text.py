@@ -90,6 +90,8 @@ class TextEncoder(nn.Module):
 
     # -- tokenisation ------------------------------------------------------------------------
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
         # verbose=False: long texts are expected here (they are windowed, not truncated).
         enc = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
         return [list(ids) for ids in enc["input_ids"]]

@@ -346,7 +346,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
         f"{escape(m['source'])}: n={m['n']}  accuracy={m['accuracy']:.4f}"
         + f"  macro-F1={m['macro_f1']:.4f}"
         + (f"  ROC AUC={m['roc_auc']:.4f}" if m.get("roc_auc") is not None else "")
-        + f"  log loss={m['log_loss']:.4f}",
+        + f"  log loss={m['log_loss']:.4f}"
+        + (f"  ECE={m['ece']:.4f}" if m.get("ece") is not None else ""),
         highlight=False,
     )
     table = Table()

@@ -12,8 +12,6 @@ from modeltailor._runtime import tune_malloc
 
 tune_malloc()  # before torch allocates anything: 3-4x faster CNN training here (DESIGN.md)
 
-from modeltailor.api import ImageClassifier  # noqa: E402
-from modeltailor.data import ImageDataset, load_image_folder  # noqa: E402
 from modeltailor.errors import DataError, ModelTailorError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -24,3 +22,21 @@ __all__ = [
     "ModelTailorError",
     "load_image_folder",
 ]
+
+# Imported on first use (PEP 562): the command line starts in a fraction of a second instead of
+# loading torch, timm and Lightning for `tailor --help` or `tailor report`.
+_LAZY = {
+    "ImageClassifier": "modeltailor.api",
+    "ImageDataset": "modeltailor.data",
+    "load_image_folder": "modeltailor.data",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'modeltailor' has no attribute {name!r}")

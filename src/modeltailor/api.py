@@ -22,6 +22,7 @@ from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset, Skipped
 from modeltailor.data.images import ImageDataset, find_images
+from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY  # noqa: F401 (re-exported)
 from modeltailor.errors import BackboneError, DataError, RunError
 from modeltailor.evaluation.metrics import classification_metrics
 from modeltailor.run import FORMAT_VERSION, RunDir
@@ -29,9 +30,6 @@ from modeltailor.strategies import get_strategy
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
 from modeltailor.training.inference import predict_logits, softmax
 from modeltailor.training.loop import FitResult, TrainSettings, fit_linear_probe, train_network
-
-DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
-DEFAULT_STRATEGY = "linear-probe"
 
 
 class ImageClassifier:

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_training_options(t: argparse.ArgumentParser) -> None:
-    from modeltailor.api import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
+    from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
 
     t.add_argument(
         "--strategy",

@@ -46,6 +46,29 @@ class LabeledDataset:
     def __len__(self) -> int:
         return len(self.items)
 
+    @classmethod
+    def from_splits(
+        cls, parts: dict[str, Self], class_names: list[str], source: str, noun: str
+    ) -> Self:
+        """One dataset holding the splits the user laid out; `split()` returns them as given.
+
+        A class present in val/test but absent from train cannot be learned, so it is refused
+        here, naming the split's `source` and what its items are (`noun`: images, examples).
+        """
+        trained = {c for c, n in parts["train"].class_counts().items() if n}
+        for part in parts.values():
+            missing = [c for c, n in part.class_counts().items() if n and c not in trained]
+            if missing:
+                raise DataError(f"{part.source}: classes with no training {noun}: {missing}")
+        return cls(
+            items=[i for p in parts.values() for i in p.items],
+            labels=[lab for p in parts.values() for lab in p.labels],
+            class_names=class_names,
+            source=source,
+            skipped=[s for p in parts.values() for s in p.skipped],
+            predefined=parts,  # type: ignore[arg-type]
+        )
+
     def subset(self, indices: list[int] | np.ndarray, source: str | None = None) -> Self:
         """The same kind of dataset holding only `indices` (class names kept)."""
         indices = [int(i) for i in indices]

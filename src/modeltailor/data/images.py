@@ -140,23 +140,7 @@ def _load_predefined(
         {d.name for sd in split_dirs.values() for d in sd.iterdir() if d.is_dir()}
     )
     parts = {split: _load_classes(d, names) for split, d in split_dirs.items()}
-    train = parts["train"]
-    for split, part in parts.items():
-        if split != "train":
-            missing = [
-                c for c, n in part.class_counts().items() if n and not train.class_counts()[c]
-            ]
-            if missing:
-                raise DataError(f"{split_dirs[split]}: classes with no training images: {missing}")
-    everything = ImageDataset(
-        items=[i for p in parts.values() for i in p.items],
-        labels=[lab for p in parts.values() for lab in p.labels],
-        class_names=names,
-        source=str(root),
-        skipped=[s for p in parts.values() for s in p.skipped],
-        predefined=parts,  # type: ignore[arg-type]
-    )
-    return everything
+    return ImageDataset.from_splits(parts, names, str(root), noun="images")
 
 
 def _load_classes(root: Path, class_names: list[str] | None) -> ImageDataset:

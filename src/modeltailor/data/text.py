@@ -526,19 +526,7 @@ def _assemble_predefined(
     """train/val/test as laid out by the user; split() returns them unchanged."""
     names = _class_names(parts.values(), given)
     datasets = {split: _to_dataset(part, names) for split, part in parts.items()}
-    trained = {c for c, n in datasets["train"].class_counts().items() if n}
-    for data in datasets.values():
-        missing = [c for c, n in data.class_counts().items() if n and c not in trained]
-        if missing:
-            raise DataError(f"{data.source}: classes with no training examples: {missing}")
-    return TextDataset(
-        items=[i for d in datasets.values() for i in d.items],
-        labels=[lab for d in datasets.values() for lab in d.labels],
-        class_names=names,
-        source=str(root),
-        skipped=[s for d in datasets.values() for s in d.skipped],
-        predefined=datasets,  # type: ignore[arg-type]
-    )
+    return TextDataset.from_splits(datasets, names, str(root), noun="examples")
 
 
 def _split_files(root: Path) -> dict[str, Path]:

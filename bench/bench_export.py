@@ -65,23 +65,9 @@ def onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """The exported model is batch 1 (as apps use it): a batch is that many invocations."""
-    from ai_edge_litert.interpreter import Interpreter
+    from modeltailor.export.tflite import tflite_runner as runner
 
-    interpreter = Interpreter(model_path=str(path), num_threads=THREADS)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        rows = []
-        for image in x:
-            interpreter.set_tensor(inp, np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
-            interpreter.invoke()
-            rows.append(interpreter.get_tensor(out)[0].copy())
-        return np.stack(rows)
-
-    return run
+    return runner(path, THREADS)
 
 
 def ensure_run(run: Path, data: Path) -> None:

@@ -31,12 +31,10 @@ CANDIDATES: tuple[dict[str, Any], ...] = (
 )
 
 
-def _depthwise_weights(path: Path) -> list[str]:
+def _depthwise_weights(nodes) -> list[str]:
     """Weight initialisers of grouped (depthwise) convolutions."""
-    import onnx
-
     weights = []
-    for node in onnx.load(str(path)).graph.node:
+    for node in nodes:
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         if node.op_type == "Conv" and group > 1:
             weights.append(node.input[1])
@@ -51,16 +49,13 @@ def _per_channel_options(setting: str, depthwise: list[str]) -> dict[str, Any]:
     return {"per_channel": False, "extra_options": {"TensorQuantOverrides": overrides}}
 
 
-def _classifier_nodes(path: Path) -> list[str]:
+def _classifier_nodes(nodes) -> list[str]:
     """The final Gemm/MatMul (+ bias Add): the classification head stays fp32.
 
     A linear-probe head folds the feature standardisation into its weights, whose scales then
     differ by orders of magnitude within a row: int8 would flatten them (20 points lost on
     the bundled example). The head is a tiny share of the compute.
     """
-    import onnx
-
-    nodes = onnx.load(str(path)).graph.node
     for i in range(len(nodes) - 1, -1, -1):
         if nodes[i].op_type in ("Gemm", "MatMul"):
             tail = [n.name for n in nodes[i + 1 :] if n.op_type == "Add"]
@@ -82,7 +77,7 @@ def quantize_int8(
     fp32: Path, job: ExportJob, workdir: Path, force: bool
 ) -> tuple[Path, dict[str, Any]]:
     """Calibrate on training images, try CANDIDATES, keep the first within 1 point of fp32."""
-    import onnxruntime as ort
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -90,9 +85,10 @@ def quantize_int8(
     calib, _ = pixels_for(calib_paths, job.preprocessing)
     prepared = workdir / "model.pre.onnx"
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    name = ort.InferenceSession(str(prepared)).get_inputs()[0].name
-    keep_fp32 = _classifier_nodes(prepared)
-    depthwise = _depthwise_weights(prepared)
+    graph = onnx.load(str(prepared)).graph  # read once for the input name and both node lists
+    name = graph.input[0].name
+    keep_fp32 = _classifier_nodes(graph.node)
+    depthwise = _depthwise_weights(graph.node)
     fp32_acc = job.accuracy(job.reference)
     tried = []
     for k, cand in enumerate(CANDIDATES):

@@ -44,18 +44,24 @@ class NormalizedModel(nn.Module):
         return logits / self.temperature if self.temperature != 1.0 else logits
 
 
+def unnormalize(pixels: torch.Tensor, pre) -> np.ndarray:
+    """Normalised model input -> the [0, 1] pixels an exported graph takes (it normalises
+    by itself): what verification, serving and benchmarks feed every export."""
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    return (pixels * std + mean).contiguous().numpy()
+
+
 def pixels_for(items: list, pre) -> tuple[np.ndarray, list[int]]:
     """Resized, cropped [0, 1] pixels (N, 3, H, W) of the files that decode, and their indices.
 
     The same decoding as training and prediction (`decoded_batches`), with the normalisation
-    undone: the exported graph normalises by itself.
+    undone.
     """
-    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std).view(1, 3, 1, 1)
     chunks, kept = [], []
     for pixels, indices, _ in decoded_batches(items, pre, batch_size=32, num_workers=0, bad={}):
         if indices:
-            chunks.append((pixels * std + mean).contiguous().numpy())
+            chunks.append(unnormalize(pixels, pre))
             kept.extend(indices)
     if not chunks:
         return np.empty((0, 3, pre.input_size, pre.input_size), np.float32), kept

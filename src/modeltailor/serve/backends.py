@@ -146,7 +146,7 @@ class TorchPredictor(ImagePredictor):
         clf = ImageClassifier.load(run.path)
         super().__init__(clf.classes_, run.path / MODEL_FILE, clf.preprocessing_)
         self.model = clf.model_.eval().to(memory_format=torch.channels_last)
-        self.temperature = temperature(run)
+        self.temperature = clf.temperature_
 
     @torch.inference_mode()
     def _logits(self, inputs: list) -> np.ndarray:
@@ -183,13 +183,13 @@ class OnnxPredictor(ImagePredictor):
             str(self.model_file), options, providers=["CPUExecutionProvider"]
         )
         self._input = self.session.get_inputs()[0].name
-        self._mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(pre.std).view(1, 3, 1, 1)
 
     def _logits(self, inputs: list) -> np.ndarray:
+        from modeltailor.export.base import unnormalize
+
         return np.concatenate(
             [
-                self.session.run(None, {self._input: (x * self._std + self._mean).numpy()})[0]
+                self.session.run(None, {self._input: unnormalize(x, self.pre)})[0]
                 for x in _chunks(inputs)
             ]
         )

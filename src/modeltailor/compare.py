@@ -10,9 +10,7 @@ still finish.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 import math
 import statistics
@@ -194,38 +192,11 @@ def write_outputs(result: Comparison, out_dir: Path) -> None:
 
 
 def accuracy_vs_time_png(result: Comparison) -> bytes | None:
-    """Accuracy against training time, one point per run, mean +- sd per strategy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Accuracy against training time, mean +- sd over seeds per strategy x backbone."""
+    from modeltailor.report.plots import accuracy_vs_time
 
     rows = [r for r in result.rows() if r["accuracy"] is not None]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for r in rows:
-        label = f"{r['strategy']} ({r['backbone']})"
-        ax.errorbar(
-            r["train_seconds"],
-            r["accuracy"],
-            xerr=r["train_seconds_sd"] or None,
-            yerr=r["accuracy_sd"] or None,
-            fmt="o",
-            capsize=3,
-            label=label,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("training time (s, log scale)")
-    ax.set_ylabel("accuracy on held-out data")
-    ax.set_title("What transfer bought: accuracy vs training time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return accuracy_vs_time(rows) if rows else None
 
 
 def _fmt(mean: float | None, sd: float | None, digits: int) -> str:
@@ -270,14 +241,15 @@ HEADERS = [
 
 
 def compare_html(result: Comparison, png: bytes | None) -> str:
+    from modeltailor.report.html import data_uri
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
         for row in table_rows(result)
     )
     img = (
-        f'<img id="plot" alt="accuracy vs training time" '
-        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f'<img id="plot" alt="accuracy vs training time" src="{data_uri(png)}">'
         if png
         else "<p>No run finished: nothing to plot.</p>"
     )

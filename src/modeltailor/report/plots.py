@@ -292,3 +292,27 @@ def reliability(bins: list[dict[str, Any]], ece: float, split: str) -> bytes:
         bottom.set_ylabel("examples")
         bottom.set_xlabel("confidence (top-label probability)")
         return _png(fig)
+
+
+def accuracy_vs_time(rows: list[dict[str, Any]]) -> bytes:
+    """`tailor compare`: accuracy against training time, one point per strategy x backbone
+    (mean, with the standard deviation over seeds as error bars)."""
+    with _style():
+        fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+        ax = fig.subplots()
+        for r in rows:
+            ax.errorbar(
+                r["train_seconds"],
+                r["accuracy"],
+                xerr=r["train_seconds_sd"] or None,
+                yerr=r["accuracy_sd"] or None,
+                fmt="o",
+                capsize=3,
+                label=f"{r['strategy']} ({r['backbone']})",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("training time (s, log scale)")
+        ax.set_ylabel("accuracy on held-out data")
+        ax.set_title("What transfer bought: accuracy vs training time")
+        ax.legend(fontsize=8, loc="best")
+        return _png(fig)

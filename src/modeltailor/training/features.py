@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from modeltailor._progress import progress_bar
-from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
+from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing, TextPreprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.run import atomic_write_bytes
-from modeltailor.training.loaders import decoded_batches
+from modeltailor.training.inputs import pipeline_for, pooled_outputs
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
@@ -123,22 +123,22 @@ def extract_embeddings(
 
 
 def _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, verbose) -> dict:
+    """Embed the items not yet cached, a shard at a time (an interruption loses one shard)."""
     order = list(todo.values())
-    items = [dataset.items[i] for i in order]
     digest_of = list(todo.keys())
-    net = model.eval().to(memory_format=torch.channels_last)
+    pipeline = pipeline_for(model, pre)
+    net = model.eval()
+    if pipeline.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     bad: dict = {}
-    pending_keys: list[str] = []
-    pending_rows: list[np.ndarray] = []
-    with progress_bar(len(order), "embedding images", verbose) as bar:
-        for pixels, kept, covered in decoded_batches(items, pre, batch_size, num_workers, bad):
+    noun = "texts" if isinstance(pre, TextPreprocessing) else "images"
+    with progress_bar(len(order), f"embedding {noun}", verbose) as bar:
+        for start in range(0, len(order), SHARD_ROWS):
+            chunk = order[start : start + SHARD_ROWS]
+            items = [dataset.items[i] for i in chunk]
+            rows, kept = pooled_outputs(
+                net.embed, pipeline, items, batch_size, num_workers, bad, bar.advance
+            )
             if kept:
-                pending_rows.append(net.embed(pixels).float().numpy())
-                pending_keys.extend(digest_of[i] for i in kept)
-            if len(pending_keys) >= SHARD_ROWS:
-                cache.write_shard(pending_keys, np.concatenate(pending_rows))
-                pending_keys, pending_rows = [], []
-            bar.advance(covered)
-    if pending_keys:
-        cache.write_shard(pending_keys, np.concatenate(pending_rows))
+                cache.write_shard([digest_of[start + k] for k in kept], rows)
     return bad

@@ -1,4 +1,4 @@
-"""Batch inference over files: probabilities from a trained model."""
+"""Batch inference over items (files, texts): probabilities from a trained model."""
 
 from __future__ import annotations
 
@@ -6,31 +6,33 @@ import numpy as np
 import torch
 
 from modeltailor._progress import progress_bar
-from modeltailor.backbones.catalogue import Preprocessing
+from modeltailor.backbones.catalogue import Preprocessing, TextPreprocessing
 from modeltailor.backbones.model import TailoredModel
-from modeltailor.training.loaders import decoded_batches
+from modeltailor.training.inputs import pipeline_for, pooled_outputs
 
 
-@torch.inference_mode()
 def predict_logits(
     model: TailoredModel,
     items: list,
-    pre: Preprocessing,
+    pre: Preprocessing | TextPreprocessing,
     batch_size: int = 32,
     num_workers: int = 0,
     verbose: bool = False,
 ) -> tuple[np.ndarray, dict]:
-    """Logits for every decodable item, and {item: reason} for those that failed."""
-    model.eval().to(memory_format=torch.channels_last)
-    out: list[np.ndarray] = []
+    """Logits for every usable item (a long text's windows averaged), and {item: reason} for
+    those that failed to load."""
+    pipeline = pipeline_for(model, pre)
+    model.eval()
+    if pipeline.channels_last:
+        model.to(memory_format=torch.channels_last)
     bad: dict = {}
-    with progress_bar(len(items), "predicting", verbose) as bar:
-        for pixels, kept, covered in decoded_batches(items, pre, batch_size, num_workers, bad):
-            if kept:
-                out.append(model(pixels).float().numpy())
-            bar.advance(covered)
-    n_classes = model.classifier().out_features
-    return (np.concatenate(out) if out else np.empty((0, n_classes), np.float32)), bad
+    with progress_bar(pipeline.units(items), "predicting", verbose) as bar:
+        logits, _ = pooled_outputs(
+            model, pipeline, items, batch_size, num_workers, bad, bar.advance
+        )
+    if logits.size == 0:
+        logits = np.empty((0, model.classifier().out_features), np.float32)
+    return logits, bad
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

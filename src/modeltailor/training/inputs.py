@@ -1,0 +1,249 @@
+"""The one seam between a modality and the shared loop: how items become model input.
+
+An `InputPipeline` turns dataset items (image paths, `TextItem`s...) into tensors for
+inference and training. Everything else (the Lightning loop, the embedding cache, batch
+inference, strategies) is shared. Inference yields rows with an *owner* per row: an image is
+one row, a long text is several windows; `pooled_outputs` averages the rows of each owner, so
+window pooling of embeddings (linear probe) and logits (fine-tune) is the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from modeltailor.backbones.catalogue import Preprocessing, TextPreprocessing
+from modeltailor.backbones.model import TailoredModel
+from modeltailor.data.dataset import LabeledDataset
+from modeltailor.training.loaders import decoded_batches, make_loader
+
+#: Validation reads at most this many windows of one text (the first ones): a 40-page
+#: attachment should not dominate the early-stopping loss.
+MAX_VAL_WINDOWS = 8
+#: Length-sorted training batches are drawn from pools of this many batches, then shuffled.
+BUCKET_BATCHES = 50
+
+
+class InputPipeline(Protocol):
+    """What the loop, the cache and inference need from a modality."""
+
+    #: Whether batches are 4-D images (channels-last memory format speeds up CNNs on CPU).
+    channels_last: bool
+
+    def units(self, items: Sequence[Any]) -> int:
+        """Progress-bar total for `inference_batches` over `items`."""
+
+    def inference_batches(
+        self, items: Sequence[Any], batch_size: int, num_workers: int, bad: dict
+    ) -> Iterator[tuple[torch.Tensor, list[int], int]]:
+        """(input batch, owner item index per row, units covered); failures go into `bad`."""
+
+    def training_loaders(
+        self,
+        train: LabeledDataset,
+        val: LabeledDataset,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+    ) -> tuple[DataLoader, DataLoader]:
+        """(shuffled augmented training loader, deterministic validation loader)."""
+
+
+def pipeline_for(model: TailoredModel, pre: Preprocessing | TextPreprocessing) -> InputPipeline:
+    """The pipeline that feeds `model`: a network that reads something else than pixels
+    (text encoders carry their tokenizer) provides its own `input_pipeline()`."""
+    own = getattr(model.net, "input_pipeline", None)
+    if own is not None:
+        return own()
+    if isinstance(pre, TextPreprocessing):
+        return TextPipeline(model.net)
+    return ImagePipeline(pre)
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+class ImagePipeline:
+    """Decoded, resized, normalised pixels; one row per image."""
+
+    channels_last = True
+
+    def __init__(self, pre: Preprocessing) -> None:
+        self.pre = pre
+
+    def units(self, items: Sequence[Any]) -> int:
+        return len(items)
+
+    def inference_batches(self, items, batch_size, num_workers, bad):
+        yield from decoded_batches(list(items), self.pre, batch_size, num_workers, bad)
+
+    def training_loaders(self, train, val, batch_size, num_workers, seed):
+        from modeltailor.data.transforms import eval_transform, train_transform
+        from modeltailor.training.loaders import ImageTensors
+
+        pre = self.pre
+        train_data = ImageTensors(train.items, train.labels, train_transform(pre), pre)
+        val_data = ImageTensors(val.items, val.labels, eval_transform(pre), pre)
+        drop_last = len(train) > batch_size  # BatchNorm cannot train on a batch of 1
+        return (
+            make_loader(train_data, batch_size, True, num_workers, seed, drop_last),
+            make_loader(val_data, batch_size * 2, num_workers=num_workers),
+        )
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+class TextPipeline:
+    """Token windows (`TextEncoder.encode`): every window of a long text is a row."""
+
+    channels_last = False
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+
+    def _windows(self, items: Sequence[Any]) -> list[list[list[int]]]:
+        return self.encoder.encode([_text_of(item) for item in items])
+
+    def units(self, items: Sequence[Any]) -> int:
+        return len(items)
+
+    def inference_batches(self, items, batch_size, num_workers, bad):
+        """Windows longest first (little padding per batch); `covered` counts finished texts."""
+        encoded = self._windows(items)
+        flat = [(owner, w) for owner, wins in enumerate(encoded) for w in wins]
+        order = sorted(range(len(flat)), key=lambda i: -len(flat[i][1]))
+        remaining = [len(w) for w in encoded]
+        for start in range(0, len(order), batch_size):
+            rows = [flat[i] for i in order[start : start + batch_size]]
+            owners = [owner for owner, _ in rows]
+            finished = 0
+            for owner in owners:
+                remaining[owner] -= 1
+                finished += remaining[owner] == 0
+            yield self.encoder.collate([w for _, w in rows]), owners, finished
+
+    def training_loaders(self, train, val, batch_size, num_workers, seed):
+        train_data = TextWindows(self._windows(train.items), train.labels, random_window=True)
+        val_windows = [w[:MAX_VAL_WINDOWS] for w in self._windows(val.items)]
+        val_data = TextWindows.flattened(val_windows, val.labels)
+        collate = _TextCollate(self.encoder.collate)
+        generator = torch.Generator().manual_seed(seed)
+        sampler = LengthBucketSampler(train_data.lengths, batch_size, generator)
+        train_loader = DataLoader(
+            train_data, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers
+        )
+        val_order = LengthBucketSampler(val_data.lengths, batch_size * 2, None)
+        val_loader = DataLoader(
+            val_data, batch_sampler=val_order, collate_fn=collate, num_workers=num_workers
+        )
+        return train_loader, val_loader
+
+
+def _text_of(item: Any) -> str:
+    return item if isinstance(item, str) else item.text
+
+
+class TextWindows(Dataset):
+    """(token ids, label) per text; a long text gives a random one of its windows each time it
+    is drawn (a different view per epoch, like an image crop), or always its first."""
+
+    def __init__(
+        self, windows: list[list[list[int]]], labels: list[int], random_window: bool = False
+    ) -> None:
+        self.windows = windows
+        self.labels = labels
+        self.random_window = random_window
+        self.lengths = [max(len(w) for w in wins) for wins in windows]
+
+    @classmethod
+    def flattened(cls, windows: list[list[list[int]]], labels: list[int]) -> TextWindows:
+        """One row per window, each with its text's label (window-level validation loss)."""
+        rows = [[w] for wins in windows for w in wins]
+        row_labels = [lab for wins, lab in zip(windows, labels, strict=True) for _ in wins]
+        return cls(rows, row_labels)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        wins = self.windows[i]
+        pick = int(torch.randint(len(wins), ())) if self.random_window and len(wins) > 1 else 0
+        return wins[pick], self.labels[i]
+
+
+class _TextCollate:
+    """Dynamic padding: pad each batch to its own longest window (picklable for workers)."""
+
+    def __init__(self, collate: Callable[[Sequence[Sequence[int]]], torch.Tensor]) -> None:
+        self.collate = collate
+
+    def __call__(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.collate([ids for ids, _ in batch]), torch.tensor([y for _, y in batch])
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar length: shuffle, sort pools of `BUCKET_BATCHES` batches by length,
+    cut them into batches, shuffle the batches. Without a generator: longest first, fixed."""
+
+    def __init__(
+        self, lengths: list[int], batch_size: int, generator: torch.Generator | None
+    ) -> None:
+        self.lengths = lengths
+        self.batch_size = max(1, batch_size)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, size = len(self.lengths), self.batch_size
+        if self.generator is None:
+            order = sorted(range(n), key=lambda i: -self.lengths[i])
+            yield from (order[s : s + size] for s in range(0, n, size))
+            return
+        perm = torch.randperm(n, generator=self.generator).tolist()
+        pool = size * BUCKET_BATCHES
+        batches = []
+        for s in range(0, n, pool):
+            chunk = sorted(perm[s : s + pool], key=lambda i: -self.lengths[i])
+            batches += [chunk[b : b + size] for b in range(0, len(chunk), size)]
+        for b in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[b]
+
+
+# -- pooled inference ----------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def pooled_outputs(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    pipeline: InputPipeline,
+    items: Sequence[Any],
+    batch_size: int,
+    num_workers: int,
+    bad: dict,
+    advance: Callable[[int], None] = lambda n: None,
+) -> tuple[np.ndarray, list[int]]:
+    """`fn` over every row, averaged per item: (one row per usable item, their indices).
+
+    Items that fail to load are added to `bad` and left out.
+    """
+    sums: np.ndarray | None = None
+    counts = np.zeros(len(items), np.int64)
+    for x, owners, covered in pipeline.inference_batches(items, batch_size, num_workers, bad):
+        if owners:
+            out = fn(x).float().numpy()
+            if sums is None:
+                sums = np.zeros((len(items), out.shape[1]), np.float64)
+            np.add.at(sums, owners, out)
+            np.add.at(counts, owners, 1)
+        advance(covered)
+    kept = [i for i in range(len(items)) if counts[i] > 0 and items[i] not in bad]
+    if sums is None:
+        return np.empty((0, 0), np.float32), kept
+    return (sums[kept] / counts[kept, None]).astype(np.float32), kept

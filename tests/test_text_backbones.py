@@ -73,11 +73,12 @@ def test_long_text_is_windowed_not_truncated(minilm):
     assert multi_window_share(minilm.encode([long, "short"])) == 0.5
 
 
-def test_windows_overlap_by_half_and_end_at_the_end():
+def test_windows_overlap_and_end_at_the_end():
     ids = list(range(25))
-    got = windows(ids, 10)
-    assert [w[0] for w in got] == [0, 5, 10, 15]
-    assert got[-1][-1] == 24
+    assert [w[0] for w in windows(ids, 10, overlap=0.5)] == [0, 5, 10, 15]
+    got = windows(ids, 10, overlap=0.2)
+    assert [w[0] for w in got] == [0, 8, 15]
+    assert got[-1][-1] == 24 and all(len(w) == 10 for w in got)
     assert windows([1, 2], 10) == [[1, 2]]
 
 
@@ -129,7 +130,15 @@ def test_catalogue_lists_text_entries():
     assert specs["e5-small-multilingual"].preprocessing.prefix == "query: "
     for spec in specs.values():
         assert spec.modality == "text" and spec.is_installed()
-        assert set(spec.strategies) == {"linear-probe", "fine-tune", "full"}
+    for name in ("minilm-l6", "e5-small-multilingual"):
+        assert set(specs[name].strategies) == {
+            "linear-probe",
+            "fine-tune",
+            "full",
+            "lora",
+            "scratch",
+        }
+    assert specs["tfidf"].strategies == ("baseline",)
 
 
 def test_default_backbone_follows_script():

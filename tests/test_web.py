@@ -116,8 +116,13 @@ def test_preprocess_js_equals_torchvision_eval_transform(fashion_dir, tmp_path):
             raw.write_bytes(np.asarray(rgba).tobytes())
             out = str(tmp_path / f"{i}-{j}")
             jobs.append(
-                {"rgba": str(raw), "width": rgba.width, "height": rgba.height,
-                 "pre": preprocessing_doc(pre), "out": out}  # fmt: skip
+                {
+                    "rgba": str(raw),
+                    "width": rgba.width,
+                    "height": rgba.height,
+                    "pre": preprocessing_doc(pre),
+                    "out": out,
+                }  # fmt: skip
             )
             expected.append((path.name, pre, to_bytes(reference), to_unit(reference), out))
     _run_node(jobs, tmp_path)

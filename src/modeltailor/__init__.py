@@ -20,7 +20,10 @@ __all__ = [
     "ImageClassifier",
     "ImageDataset",
     "ModelTailorError",
+    "TextClassifier",
+    "load_classifier",
     "load_image_folder",
+    "load_text",
 ]
 
 # Imported on first use (PEP 562): the command line starts in a fraction of a second instead of
@@ -29,6 +32,9 @@ _LAZY = {
     "ImageClassifier": "modeltailor.api",
     "ImageDataset": "modeltailor.data",
     "load_image_folder": "modeltailor.data",
+    "TextClassifier": "modeltailor.api",
+    "load_classifier": "modeltailor.api",
+    "load_text": "modeltailor.data.text",
 }
 
 

@@ -3,6 +3,7 @@
 clf = ImageClassifier(backbone="efficientnet_lite0", strategy="fine-tune").fit(train, val)
 clf.evaluate(test); clf.save("runs/pets")
 ImageClassifier.load("runs/pets").predict(["x.jpg"])
+TextClassifier(strategy="fine-tune").fit(load_text("reviews.csv")).predict(["配送が遅すぎる"])
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import timm
 import torch
 
 from modeltailor.backbones import get_backbone
-from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
+from modeltailor.backbones.catalogue import BackboneSpec, preprocessing_from_dict
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset, Skipped
 from modeltailor.data.images import ImageDataset, find_images
+from modeltailor.data.text import TextItem
 from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY  # noqa: F401 (re-exported)
 from modeltailor.errors import BackboneError, DataError, RunError
 from modeltailor.evaluation.metrics import classification_metrics
@@ -32,18 +34,20 @@ from modeltailor.training.inference import predict_logits, softmax
 from modeltailor.training.loop import FitResult, TrainSettings, fit_linear_probe, train_network
 
 
-class ImageClassifier:
-    """Tailor a pretrained image backbone to labelled images.
+class TailoredClassifier:
+    """What every modality shares: fit, calibrate, predict, evaluate, save and load.
 
     Parameters are stored as given (scikit-learn's contract); they are resolved in `fit`.
-    `output` is where checkpoints go during `fit` (a temporary folder when None).
+    `output` is where checkpoints go during `fit` (a temporary folder when None). A modality
+    subclass says how its items are read, which backbone is the default and how a saved
+    network is rebuilt; the training loop, strategies and run folder are the same.
     """
 
-    modality = "image"
+    modality = ""
 
     def __init__(
         self,
-        backbone: str = DEFAULT_IMAGE_BACKBONE,
+        backbone: str | None = None,
         strategy: str = DEFAULT_STRATEGY,
         *,
         weights: str | None = None,
@@ -97,7 +101,28 @@ class ImageClassifier:
             verbose=self.verbose,
         )
 
-    def fit(self, train: LabeledDataset, val: LabeledDataset | None = None) -> ImageClassifier:
+    # -- modality hooks ----------------------------------------------------------------------
+    def _choose_backbone(self, train: LabeledDataset) -> str:
+        return self.backbone or DEFAULT_IMAGE_BACKBONE
+
+    def _prepare(self, data: LabeledDataset) -> LabeledDataset:
+        """Drop what cannot be read before training (images: files that fail to decode)."""
+        return data
+
+    def _as_items(self, X: Any) -> list:
+        return list(X)
+
+    def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
+        return {}
+
+    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _save_assets(self, run: RunDir) -> None:
+        """Files besides the weights that loading needs (text: architecture + tokenizer)."""
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, train: LabeledDataset, val: LabeledDataset | None = None) -> TailoredClassifier:
         """Train on `train`; `val` drives early stopping and head selection (never test data).
 
         Without `val`, the linear probe chooses its head by cross-validation on `train`, and
@@ -105,7 +130,7 @@ class ImageClassifier:
         """
         train.validate("training data")
         strategy = get_strategy(self.strategy)
-        spec = get_backbone(self.backbone, self.weights)
+        spec = get_backbone(self._choose_backbone(train), self.weights)
         if spec.modality != self.modality:
             raise BackboneError(f"'{spec.name}' is a {spec.modality} backbone, not {self.modality}")
         if not spec.supports(strategy.name):
@@ -113,31 +138,49 @@ class ImageClassifier:
             raise BackboneError(
                 f"backbone '{spec.name}' cannot do {strategy.name}; backbones that can: {able}"
             )
+        strategy = spec.recipe(strategy)
         settings = self._settings()
         torch.manual_seed(self.seed)
         pre = spec.inference_preprocessing()
         n_classes = len(train.class_names)
         model = TailoredModel(spec.build(n_classes, pretrained=strategy.pretrained))
+        if strategy.adapters:
+            model.add_adapters(strategy.adapters)
         notes: list[str] = []
-        if strategy.uses_feature_cache:
+        if strategy.classical:
+            info = model.net.fit_classical(model, train, val, settings)
+            result = FitResult(info.pop("rows"), info)
+        elif strategy.uses_feature_cache:
             result, train, val = fit_linear_probe(model, spec, train, val, pre, settings)
         else:
             if val is None or len(val) == 0:
                 train, val, _ = train.split(0.9, 0.1, 0.0, seed=self.seed)
                 notes.append("no validation data given: 10% of the training data held out")
                 if val is None:
-                    raise DataError(f"{train.source}: too few images to hold out validation data")
-            train, val = _verified(train), _verified(val)
+                    raise DataError(f"{train.source}: too few examples to hold out validation data")
+            train, val = self._prepare(train), self._prepare(val)
             train.validate("training data")
-            result = self._train(model, strategy, train, val, pre, settings)
+            if strategy.head_init == "probe" and strategy.pretrained:
+                result, train, val = self._train_from_probe(
+                    model, spec, strategy, train, val, pre, settings
+                )
+            else:
+                result = self._train(model, strategy, train, val, pre, settings)
         self.model_ = model.eval()
         self.spec_ = spec
         self.preprocessing_ = pre
         self.classes_ = list(train.class_names)
         self.history_ = result.history
         self.is_main_process_ = result.is_main_process
-        self.fit_info_ = {**result.info, "notes": notes}
-        if not strategy.uses_feature_cache:  # where a report marks the body unfreezing
+        self.fit_info_ = {**result.info, **self._fit_details(model, train), "notes": notes}
+        self.adapters_ = strategy.adapters
+        if strategy.adapters:
+            self.fit_info_["adapters"] = {
+                "method": "LoRA (peft)",
+                **strategy.adapters,
+                "trainable_parameters": model.trainable_parameters(),
+            }
+        if not (strategy.uses_feature_cache or strategy.classical):  # the report's unfreeze line
             self.fit_info_["head_epochs"] = strategy.head_epochs
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {
@@ -154,7 +197,7 @@ class ImageClassifier:
         self.calibration_: dict[str, Any] | None = None
         return self
 
-    def calibrate(self, val: LabeledDataset | None = None) -> ImageClassifier:
+    def calibrate(self, val: LabeledDataset | None = None) -> TailoredClassifier:
         """Fit a softmax temperature on validation data (default: the data `fit` validated on).
 
         Predictions keep their arg-max; probabilities become better calibrated. The
@@ -180,6 +223,39 @@ class ImageClassifier:
         self.temperature_ = temperature
         return self
 
+    def _train_from_probe(self, model, spec, strategy, train, val, pre, settings):
+        """LP-FT: fit the head as a linear probe, train from there, and keep whichever of the
+        two has the lower validation loss (pooled per example, the way predictions are made).
+
+        With little data a few optimizer steps can throw a good probe away; model selection on
+        validation data catches that, and config.json says which one was kept.
+        """
+        probe, train, val = fit_linear_probe(model, spec, train, val, pre, settings)
+        pinned = set(getattr(model.net, "always_frozen", ()))
+        saved = {
+            k: v.detach().clone()
+            for k, v in model.state_dict().items()
+            if k.removeprefix("net.") not in pinned
+        }
+        y_val = np.asarray(val.labels)
+        probe_loss = _log_loss(self._pooled_logits(model, pre, val), y_val)
+        result = self._train(model, strategy, train, val, pre, settings)
+        tuned_loss = _log_loss(self._pooled_logits(model, pre, val), y_val)
+        kept = "trained" if tuned_loss <= probe_loss else "probe"
+        if kept == "probe":
+            model.load_state_dict(saved, strict=False)
+        result.info["head_init"] = {
+            "method": "linear probe (LP-FT)",
+            "C": probe.info["C"],
+            "validation_log_loss": {"probe": probe_loss, "trained": tuned_loss},
+            "kept": kept,
+        }
+        return result, train, val
+
+    def _pooled_logits(self, model, pre, data: LabeledDataset) -> np.ndarray:
+        logits, _ = predict_logits(model, list(data.items), pre, self.batch_size, self.num_workers)
+        return logits
+
     def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
         if self.output is not None:
             ckpt_dir = RunDir(self.output).checkpoints
@@ -191,7 +267,8 @@ class ImageClassifier:
     # -- using the model ---------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RunError("this classifier is not fitted: call fit() or ImageClassifier.load()")
+            name = type(self).__name__
+            raise RunError(f"this classifier is not fitted: call fit() or {name}.load()")
 
     def _logits(self, items: list) -> tuple[np.ndarray, dict]:
         """Logits for files, divided by the calibration temperature (1 when uncalibrated)."""
@@ -228,42 +305,30 @@ class ImageClassifier:
             self.verbose and len(items) > 64,
         )
 
-    def predict_proba(self, X: list[str | Path] | LabeledDataset) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one row per input (columns follow `classes_`)."""
-        items = X.items if isinstance(X, LabeledDataset) else [Path(x) for x in X]
+        items = X.items if isinstance(X, LabeledDataset) else self._as_items(X)
         logits, bad = self._logits(items)
         if bad:
             first = next(iter(bad.items()))
             raise DataError(f"{first[0]}: {first[1]} ({len(bad)} unreadable input(s))")
         return softmax(logits)
 
-    def predict(self, X: list[str | Path] | LabeledDataset) -> list[str]:
+    def predict(self, X: Any) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(X).argmax(axis=1)]
 
-    def predict_files(
-        self, paths: list[str | Path], top_k: int = 3
-    ) -> tuple[list[dict], list[Skipped]]:
-        """Predictions for files and folders; unreadable inputs are returned, not raised."""
-        files, skipped = find_images(paths)
-        logits, bad = self._logits(files)
-        good = [f for f in files if f not in bad]
-        skipped += [Skipped(str(p), r) for p, r in bad.items()]
+    def _ranked(self, items: list, top_k: int) -> tuple[list[tuple[Any, dict]], dict]:
+        """(item, {label, probability, top_k}) for every usable item, and {item: reason}."""
+        logits, bad = self._logits(items)
+        good = [item for item in items if item not in bad]
         proba = softmax(logits)
         k = min(top_k, len(self.classes_))
-        rows = []
-        for f, p in zip(good, proba, strict=True):
+        out = []
+        for item, p in zip(good, proba, strict=True):
             order = np.argsort(-p)[:k]
-            rows.append(
-                {
-                    "path": str(f),
-                    "label": self.classes_[order[0]],
-                    "probability": float(p[order[0]]),
-                    "top_k": [
-                        {"label": self.classes_[i], "probability": float(p[i])} for i in order
-                    ],
-                }
-            )
-        return rows, skipped
+            ranked = [{"label": self.classes_[i], "probability": float(p[i])} for i in order]
+            out.append((item, {**ranked[0], "top_k": ranked}))
+        return out, bad
 
     def score(self, dataset: LabeledDataset) -> float:
         """Accuracy on a labelled dataset (scikit-learn's `score`)."""
@@ -282,7 +347,7 @@ class ImageClassifier:
         logits, bad = self._logits(dataset.items)
         y = [lab for item, lab in zip(dataset.items, labels, strict=True) if item not in bad]
         if not y:
-            raise DataError(f"{dataset.source}: no usable files to evaluate")
+            raise DataError(f"{dataset.source}: nothing usable to evaluate")
         proba = softmax(logits)
         metrics = classification_metrics(y, proba, self.classes_)
         metrics["source"] = dataset.source
@@ -322,6 +387,9 @@ class ImageClassifier:
             "data": self.data_,
             "fit": self.fit_info_,
             "calibration": getattr(self, "calibration_", None),
+            # A run with adapters stores only them + the head: the body comes from here on load.
+            "adapters": getattr(self, "adapters_", None),
+            "base_weights": spec.weights_identity() if getattr(self, "adapters_", None) else None,
             "versions": _versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -334,14 +402,15 @@ class ImageClassifier:
         run.write_json("labels.json", self.classes_)
         run.write_json("splits.json", self.splits_)
         run.write_history(self.history_)
-        state = {k: v for k, v in self.model_.state_dict().items()}
+        self._save_assets(run)
+        state = self.model_.trained_state()
         run.save_model(state, {"modality": self.modality, "architecture": cfg["architecture"]})
         if metrics is not None or self.metrics_:
             run.write_json("metrics.json", metrics if metrics is not None else self.metrics_)
         return run
 
     @classmethod
-    def load(cls, path: str | Path, verbose: bool = False) -> ImageClassifier:
+    def load(cls, path: str | Path, verbose: bool = False) -> TailoredClassifier:
         """A trained classifier from its run folder; needs no weights package, no network."""
         run = RunDir(path)
         if not run.path.is_dir():
@@ -357,19 +426,13 @@ class ImageClassifier:
             seed=settings.get("seed", 0),
             verbose=verbose,
         )
-        net = timm.create_model(
-            cfg["architecture"], pretrained=False, num_classes=cfg["num_classes"]
-        )
-        model = TailoredModel(net)
-        try:
-            model.load_state_dict(run.load_model_state(), strict=True)
-        except RuntimeError as exc:
-            raise RunError(
-                f"{run.path}: model.safetensors does not match config.json ({exc})"
-            ) from exc
+        model = TailoredModel(clf._network_for(run, cfg))
+        if cfg.get("adapters"):
+            model.add_adapters(cfg["adapters"])
+        _load_weights(model, run, partial=bool(cfg.get("adapters")))
         clf.model_ = model.eval()
         clf.spec_ = None
-        clf.preprocessing_ = Preprocessing.from_dict(cfg["preprocessing"])
+        clf.preprocessing_ = preprocessing_from_dict(cfg["preprocessing"])
         clf.classes_ = list(run.read_json("labels.json"))
         clf.history_ = []
         clf.fit_info_ = cfg.get("fit", {})
@@ -383,6 +446,152 @@ class ImageClassifier:
         return clf
 
 
+class ImageClassifier(TailoredClassifier):
+    """Tailor a pretrained image backbone to labelled images (a folder per class)."""
+
+    modality = "image"
+
+    def __init__(self, backbone: str = DEFAULT_IMAGE_BACKBONE, *args: Any, **kwargs: Any):
+        super().__init__(backbone, *args, **kwargs)
+
+    def _prepare(self, data: LabeledDataset) -> LabeledDataset:
+        return data.verify() if isinstance(data, ImageDataset) else data
+
+    def _as_items(self, X: Any) -> list:
+        return [Path(x) for x in X]
+
+    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
+        return timm.create_model(
+            cfg["architecture"], pretrained=False, num_classes=cfg["num_classes"]
+        )
+
+    def predict_files(
+        self, paths: list[str | Path], top_k: int = 3
+    ) -> tuple[list[dict], list[Skipped]]:
+        """Predictions for files and folders; unreadable inputs are returned, not raised."""
+        files, skipped = find_images(paths)
+        ranked, bad = self._ranked(files, top_k)
+        skipped += [Skipped(str(p), r) for p, r in bad.items()]
+        return [{"path": str(f), **r} for f, r in ranked], skipped
+
+
+class TextClassifier(TailoredClassifier):
+    """Tailor a pretrained language model to labelled texts (`load_text`: CSV, TSV, JSONL or a
+    folder per class of .txt files).
+
+    `backbone=None` picks `minilm-l6` for English and `e5-small-multilingual` when CJK texts
+    are common. Texts longer than the model's window are split into overlapping windows whose
+    embeddings (linear probe) or logits (trained strategies) are averaged.
+    """
+
+    modality = "text"
+
+    def _choose_backbone(self, train: LabeledDataset) -> str:
+        from modeltailor.backbones.text import default_text_backbone
+
+        if self.backbone:
+            return self.backbone
+        if get_strategy(self.strategy).classical:
+            return "tfidf"
+        return default_text_backbone([_text(item) for item in train.items])
+
+    def _as_items(self, X: Any) -> list:
+        if isinstance(X, str):
+            raise TypeError("pass a list of texts, not one string")
+        return [
+            x if isinstance(x, TextItem) else TextItem(str(x), f"text {i + 1}")
+            for i, x in enumerate(X)
+        ]
+
+    def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
+        from modeltailor.backbones.text import multi_window_share
+
+        encoder = model.net
+        if not hasattr(encoder, "encode"):
+            return {}  # not a windowed encoder (the TF-IDF baseline reads whole texts)
+        share = multi_window_share(encoder.encode([_text(i) for i in train.items]))
+        return {
+            "long_texts": {
+                "policy": "split into windows of max_length tokens, overlapping by "
+                f"{encoder.pre.window_overlap:g} of a window; "
+                "embeddings (linear-probe) or logits (trained strategies) averaged per text",
+                "max_length": encoder.pre.max_length,
+                "share_of_training_texts_windowed": round(share, 4),
+            }
+        }
+
+    def _save_assets(self, run: RunDir) -> None:
+        from modeltailor.backbones.text import ASSETS_FOLDER
+
+        self.model_.net.save_assets(run.path / ASSETS_FOLDER)
+
+    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
+        from modeltailor.backbones.text import ASSETS_FOLDER, load_text_network
+
+        if cfg.get("adapters"):  # only adapters were saved: the body is the package's
+            return _pretrained_body(run, cfg)
+        pre = preprocessing_from_dict(cfg["preprocessing"])
+        return load_text_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
+
+    def predict_texts(self, texts: list[str], top_k: int = 3) -> list[dict]:
+        """{text, label, probability, top_k} per text, in input order."""
+        ranked, _ = self._ranked(self._as_items(texts), top_k)
+        return [{"text": item.text, **r} for item, r in ranked]
+
+
+CLASSIFIERS: dict[str, type[TailoredClassifier]] = {
+    "image": ImageClassifier,
+    "text": TextClassifier,
+}
+
+
+def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifier:
+    """Load a run folder with the classifier class of its modality."""
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise RunError(f"{run.path}: no such run folder")
+    modality = run.read_json("config.json").get("modality", "image")
+    if modality not in CLASSIFIERS:
+        raise RunError(f"{run.path}: a {modality} run, which this version cannot load")
+    return CLASSIFIERS[modality].load(run.path, verbose=verbose)
+
+
+def _pretrained_body(run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
+    """The catalogue backbone an adapter run was trained on, exactly those weights."""
+    spec = get_backbone(cfg["backbone"])
+    if spec.weights_identity() != cfg.get("base_weights"):
+        raise RunError(
+            f"{run.path}: trained with adapters on {cfg.get('base_weights')}, but the installed "
+            f"weights are {spec.weights_identity()} ({spec.install_hint})"
+        )
+    return spec.build(cfg["num_classes"], pretrained=True)
+
+
+def _text(item: Any) -> str:
+    return item.text if isinstance(item, TextItem) else str(item)
+
+
+def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    proba = softmax(logits)
+    return round(float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1)).mean()), 6)
+
+
+def _load_weights(model: TailoredModel, run: RunDir, partial: bool) -> None:
+    """Load model.safetensors; with adapters it holds only adapters + head, and every one of
+    those (and nothing else) must match."""
+    state = run.load_model_state()
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=not partial)
+    except RuntimeError as exc:
+        raise RunError(f"{run.path}: model.safetensors does not match config.json ({exc})") from exc
+    expected = set(model.trained_state()) if partial else set()
+    if partial and (unexpected or set(state) != expected):
+        raise RunError(
+            f"{run.path}: model.safetensors does not hold this run's adapters and head "
+            f"(unexpected: {unexpected[:3]}, absent: {sorted(expected - set(state))[:3]})"
+        )
+
+
 def split_record(data: LabeledDataset) -> dict[str, list]:
     """Which files (path, label, content hash) a split held: for overlap checks, exports
     that verify on validation data, and reports that show mistakes."""
@@ -391,10 +600,6 @@ def split_record(data: LabeledDataset) -> dict[str, list]:
         "labels": [data.class_names[lab] for lab in data.labels],
         "sha1": data.digests(),
     }
-
-
-def _verified(data: LabeledDataset) -> LabeledDataset:
-    return data.verify() if isinstance(data, ImageDataset) else data
 
 
 def _describe(data: LabeledDataset) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
 from modeltailor.errors import ModelTailorError
 
 # Piped output (files, tests, CI logs) gets wide tables instead of rich's 80 columns.
@@ -46,23 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(title="commands")
 
-    t = sub.add_parser("train", help="train on a folder of images (one sub-folder per class)")
-    t.add_argument("data", help="folder: <class>/<images> or train|val|test/<class>/<images>")
+    t = sub.add_parser(
+        "train", help="train on images (a folder per class) or texts (CSV/TSV/JSONL, .txt folders)"
+    )
+    t.add_argument(
+        "data",
+        help="images: <class>/<files> (or train|val|test/<class>/...); text: a .csv/.tsv/.jsonl "
+        "file, train.csv+val.csv+test.csv, or <class>/<files>.txt",
+    )
     _add_training_options(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="metrics of a trained run on labelled data")
     e.add_argument("run", help="run folder (runs/<name>)")
-    e.add_argument("data", help="folder with one sub-folder per class")
+    e.add_argument("data", help="labelled data, as for train")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
     e.add_argument("--batch-size", type=int, default=32)
+    _add_text_options(e)
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="classify image files or folders")
     pr.add_argument("run", help="run folder (runs/<name>)")
-    pr.add_argument("inputs", nargs="+", help="image files and/or folders")
+    pr.add_argument(
+        "inputs",
+        nargs="*",
+        help="image files/folders; text runs: a .csv/.tsv/.jsonl file or .txt files/folders",
+    )
+    pr.add_argument("--text", action="append", help="text to classify (repeatable; text runs)")
     pr.add_argument("--json", action="store_true", help="print predictions as JSON")
     pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--text-column", help="column holding the text (text runs; default: text)")
+    pr.add_argument("--encoding", help="input encoding, e.g. cp932 (default: detected)")
     pr.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="verified export of a run: ONNX (int8), TFLite")
@@ -124,14 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_training_options(t: argparse.ArgumentParser) -> None:
-    from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
 
     t.add_argument(
         "--strategy",
         default=DEFAULT_STRATEGY,
         help="linear-probe | fine-tune | full | scratch (default %(default)s)",
     )
-    t.add_argument("--backbone", default=DEFAULT_IMAGE_BACKBONE, help="see `tailor backbones`")
+    t.add_argument(
+        "--backbone",
+        help=f"see `tailor backbones` (default: {DEFAULT_IMAGE_BACKBONE} for images; minilm-l6 "
+        "for text, e5-small-multilingual when CJK texts are common)",
+    )
     t.add_argument("--weights", help="local weights file (safetensors or state dict)")
     t.add_argument("--output", help="run folder (default runs/<data>-<strategy>-<time>)")
     t.add_argument("--runs-dir", default="runs", help="where automatic run folders go")
@@ -155,23 +173,48 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
         help="fit a softmax temperature on the validation data (honest probabilities)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_text_options(t)
+
+
+def _add_text_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("text data")
+    g.add_argument("--text-column", help="column holding the text (default: 'text', any case)")
+    g.add_argument("--label-column", help="column holding the label (default: 'label')")
+    g.add_argument("--encoding", help="file encoding, e.g. cp932 (default: detected)")
+
+
+def _load_labelled(args: argparse.Namespace, class_names: list[str] | None = None):
+    """Images or texts, whichever `args.data` holds."""
+    from modeltailor.data.text import load_text, looks_like_text_data
+
+    if looks_like_text_data(args.data):
+        return load_text(args.data, args.text_column, args.label_column, args.encoding, class_names)
+    from modeltailor.data import load_image_folder
+
+    return load_image_folder(args.data, class_names=class_names)
 
 
 # -- train ------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from modeltailor.api import ImageClassifier
-    from modeltailor.data import load_image_folder
+    from modeltailor.api import ImageClassifier, TextClassifier
+    from modeltailor.data.text import TextDataset
     from modeltailor.run import auto_run_name
 
-    data = load_image_folder(args.data)
+    data = _load_labelled(args)
     data.validate(args.data)
+    is_text = isinstance(data, TextDataset)
     train_frac = 1.0 - args.val_fraction - args.test_fraction
     train, val, test = data.split(train_frac, args.val_fraction, args.test_fraction, seed=args.seed)
     train.validate("training split")
     run_path = (
         Path(args.output)
         if args.output
-        else auto_run_name(args.data, args.backbone, args.strategy, Path(args.runs_dir))
+        else auto_run_name(
+            args.data,
+            args.backbone or ("text" if is_text else DEFAULT_IMAGE_BACKBONE),
+            args.strategy,
+            Path(args.runs_dir),
+        )
     )
     is_worker = os.environ.get("LOCAL_RANK", "0") != "0"  # a DDP process started by rank 0
     if run_path.exists() and any(run_path.iterdir()) and not args.resume and not is_worker:
@@ -180,8 +223,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{run_path}: a run is already there; choose another --output or add --resume"
             )
     _report_skipped(data.skipped)
-    clf = ImageClassifier(
-        backbone=args.backbone,
+    classifier = TextClassifier if is_text else ImageClassifier
+    clf = classifier(
+        backbone=args.backbone or (None if is_text else DEFAULT_IMAGE_BACKBONE),
         strategy=args.strategy,
         weights=args.weights,
         epochs=args.epochs,
@@ -315,12 +359,11 @@ def _report_skipped(skipped) -> None:
 
 # -- evaluate / predict -----------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from modeltailor.api import ImageClassifier
-    from modeltailor.data import load_image_folder
+    from modeltailor.api import load_classifier
 
-    clf = ImageClassifier.load(args.run)
+    clf = load_classifier(args.run)
     clf.batch_size = args.batch_size
-    data = load_image_folder(args.data, class_names=clf.classes_)
+    data = _load_labelled(args, class_names=clf.classes_)
     if data.predefined:  # a folder with train/val/test: evaluate what it holds as one set
         data.predefined = None
     _report_skipped(data.skipped)
@@ -330,7 +373,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics["overlap_with_training"] = overlap
     if seen:
         err.print(
-            f"[yellow]warning:[/] {seen} of {len(data)} files were used to train this model "
+            f"[yellow]warning:[/] {seen} of {len(data)} examples were used to train this model "
             f"({overlap}): these figures are optimistic",
             highlight=False,
         )
@@ -369,9 +412,15 @@ def _print_metrics(m: dict[str, Any]) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from modeltailor.api import ImageClassifier
+    from modeltailor.api import load_classifier
 
-    clf = ImageClassifier.load(args.run)
+    clf = load_classifier(args.run)
+    if clf.modality == "text":
+        return _predict_text(clf, args)
+    if args.text:
+        raise ModelTailorError(f"{args.run} is an {clf.modality} run: --text needs a text run")
+    if not args.inputs:
+        raise ModelTailorError("give image files or folders to classify")
     rows, skipped = clf.predict_files(args.inputs, top_k=args.top_k)
     if args.json:
         doc = {"predictions": rows, "skipped": [s.__dict__ for s in skipped]}
@@ -392,7 +441,73 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_text(clf, args: argparse.Namespace) -> int:
+    """--text strings, or a file/folder: CSV in -> the same rows plus label and probability."""
+    if args.text and args.inputs:
+        raise ModelTailorError("give either --text or input files, not both")
+    if args.text:
+        rows = clf.predict_texts(args.text, top_k=args.top_k)
+        if args.json:
+            print(json.dumps({"predictions": rows}, indent=2, ensure_ascii=False))
+            return 0
+        table = Table()
+        table.add_column("text", overflow="fold")
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        for r in rows:
+            table.add_row(r["text"], r["label"], f"{r['probability']:.3f}")
+        out.print(table)
+        return 0
+    if len(args.inputs) != 1:
+        raise ModelTailorError("give one input: a .csv/.tsv/.jsonl file, a .txt file or a folder")
+    from modeltailor.data.text import read_text_rows
+
+    data = read_text_rows(args.inputs[0], args.text_column, args.encoding)
+    _report_skipped(data.skipped)
+    preds = clf.predict_texts(data.texts, top_k=args.top_k)
+    if args.json:
+        doc = [
+            {**row, "origin": o, "label": p["label"], "probability": p["probability"]}
+            for row, o, p in zip(data.rows, data.origins, preds, strict=True)
+        ]
+        print(
+            json.dumps(
+                {"predictions": doc, "skipped": [s.__dict__ for s in data.skipped]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        _write_prediction_rows(data, preds)
+    return 0 if preds else 1
+
+
+def _write_prediction_rows(data, preds: list[dict]) -> None:
+    """The input rows plus `label` and `probability` columns, as CSV on stdout (prefixed
+    `predicted_` when the input already has a column of either name)."""
+    import csv
+
+    clash = {"label", "probability"} & {c.lower() for c in data.columns}
+    label, proba = (
+        ("predicted_label", "predicted_probability") if clash else ("label", "probability")
+    )
+    writer = csv.DictWriter(sys.stdout, fieldnames=[*data.columns, label, proba])
+    writer.writeheader()
+    for row, p in zip(data.rows, preds, strict=True):
+        writer.writerow({**row, label: p["label"], proba: f"{p['probability']:.6f}"})
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    from modeltailor.run import RunDir
+
+    run = RunDir(args.run)
+    if run.has("config.json"):
+        modality = run.read_json("config.json").get("modality", "image")
+        if modality != "image":
+            raise ModelTailorError(
+                f"{run.path}: exporting {modality} runs is not supported yet; "
+                f"`tailor predict {args.run}` works on any machine with modeltailor installed"
+            )
     if args.format == "tflite":
         return _export_tflite(args)
     if args.format == "web":

@@ -13,12 +13,15 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from modeltailor.errors import BackboneError
+
+if TYPE_CHECKING:
+    from modeltailor.strategies.base import Strategy
 
 ALL_STRATEGIES = ("linear-probe", "fine-tune", "full", "scratch")
 
@@ -55,14 +58,15 @@ class TextPreprocessing:
     """How text becomes model input (stored in every run's config, keys the embedding cache).
 
     Texts longer than `max_length` tokens are never cut: they are split into windows of
-    `max_length` tokens (special tokens and `prefix` included) overlapping by half, and the
-    window embeddings are averaged.
+    `max_length` tokens (special tokens and `prefix` included) sharing `window_overlap` of a
+    window with the next, and the window embeddings (or logits) are averaged.
     """
 
     max_length: int
     prefix: str = ""
     pooling: str = "mean"
     normalize: bool = True
+    window_overlap: float = 0.125
     modality: str = "text"
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +79,7 @@ class TextPreprocessing:
             prefix=d.get("prefix", ""),
             pooling=d.get("pooling", "mean"),
             normalize=bool(d.get("normalize", True)),
+            window_overlap=float(d.get("window_overlap", 0.125)),
         )
 
 
@@ -109,6 +114,9 @@ class BackboneSpec:
     test_size: int | None = None
     #: Languages the weights understand (text backbones; shown by `tailor backbones`).
     languages: str = ""
+    #: Per-strategy overrides of the strategy defaults (e.g. transformers need ~50x lower
+    #: body learning rates than CNNs): {"fine-tune": {"epochs": 6, ...}}.
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     builder: Callable[..., nn.Module] | None = field(default=None, compare=False, repr=False)
 
     # -- where the weights are ------------------------------------------------------------
@@ -126,6 +134,8 @@ class BackboneSpec:
         return None
 
     def is_installed(self) -> bool:
+        if not (self.package_module or self.weights_file or self.hub_id):
+            return True  # no pretrained weights to install (the TF-IDF baseline)
         return self.hub_id is not None or self.weights_path() is not None
 
     def weights_identity(self) -> str:
@@ -166,6 +176,13 @@ class BackboneSpec:
     def supports(self, strategy: str) -> bool:
         return strategy in self.strategies
 
+    def recipe(self, strategy: Strategy) -> Strategy:
+        """`strategy` with this backbone's overrides applied (unchanged when there are none)."""
+        from dataclasses import replace
+
+        overrides = self.recipes.get(strategy.name)
+        return replace(strategy, **overrides) if overrides else strategy
+
     # -- building ---------------------------------------------------------------------------
     def build(self, num_classes: int, pretrained: bool = True) -> nn.Module:
         """The architecture with a fresh `num_classes` head; pretrained body unless told not to."""
@@ -180,6 +197,13 @@ class BackboneSpec:
             hint = f" Install it: {self.install_hint}" if self.install_hint else ""
             raise BackboneError(f"weights for backbone '{self.name}' are not installed.{hint}")
         return read_state_dict(path)
+
+
+def preprocessing_from_dict(d: dict[str, Any]) -> Preprocessing | TextPreprocessing:
+    """The preprocessing record a run's config.json holds, whatever its modality."""
+    if d.get("modality") == "text":
+        return TextPreprocessing.from_dict(d)
+    return Preprocessing.from_dict(d)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -11,6 +11,9 @@ import torch
 from timm.models import group_parameters
 from torch import nn
 
+#: peft's LoRA parameters are named `...lora_A.default.weight` / `lora_B`.
+ADAPTER_MARK = "lora_"
+
 
 class TailoredModel(nn.Module):
     """Wraps a timm classifier; `forward` returns logits, `embed` the pooled features."""
@@ -18,7 +21,15 @@ class TailoredModel(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        self.refresh_groups()
+
+    def refresh_groups(self) -> None:
+        """(Re)read the body groups and head; after a head is created late (the TF-IDF
+        baseline only knows its width once its vocabulary is fitted)."""
+        net = self.net
         head_names = {n for n, _ in _classifier_parameters(net)}
+        # Adapters (LoRA) train with the head, whatever the freeze schedule of the body.
+        head_names |= {n for n, _ in net.named_parameters() if ADAPTER_MARK in n}
         # Parameters the backbone pins frozen (e5's 96M-parameter word embeddings) belong to no
         # group, so no strategy ever unfreezes them.
         pinned = set(getattr(net, "always_frozen", ()))
@@ -45,7 +56,37 @@ class TailoredModel(nn.Module):
         return [self._named[n] for n in self._body_names[index]]
 
     def head_parameters(self) -> list[nn.Parameter]:
+        """The classifier head and any adapters: always trained."""
         return [self._named[n] for n in self._head_names]
+
+    # -- adapters ------------------------------------------------------------------------------
+    def add_adapters(self, config: dict) -> None:
+        """Inject LoRA adapters (peft) into the layers `config["target_modules"]` names.
+
+        The body stays frozen; only adapters + head train, and only they are saved.
+        """
+        from peft import LoraConfig, inject_adapter_in_model
+
+        lora = LoraConfig(
+            r=config["r"],
+            lora_alpha=config["alpha"],
+            lora_dropout=config.get("dropout", 0.0),
+            target_modules=list(config["target_modules"]),
+        )
+        inject_adapter_in_model(lora, self.net)
+        self.refresh_groups()
+
+    def has_adapters(self) -> bool:
+        return any(ADAPTER_MARK in n for n in self._head_names)
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """What a run must save: everything, or with adapters only adapters + head (the body
+        is the unchanged pretrained one, re-read from its package on load)."""
+        state = self.state_dict()
+        if not self.has_adapters():
+            return state
+        keep = {f"net.{n}" for n in self._head_names}
+        return {k: v for k, v in state.items() if k in keep}
 
     def set_trainable(self, top_k: int) -> int:
         """Train the head and the top `top_k` body groups; freeze the rest. Returns #params."""

@@ -661,3 +661,26 @@ def _rows_from_txt_files(path: Path, encoding: str | None) -> TextRows:
         out.texts.append(text)
         out.origins.append(str(f))
     return out
+
+
+# --------------------------------------------------------------------------- modality detection
+
+
+def looks_like_text_data(path: str | Path) -> bool:
+    """Whether `tailor train PATH` means text: a table file, a folder holding train/val/test
+    tables, or a folder whose class folders (possibly inside train/ val/ test/) hold .txt files.
+
+    A folder of images is never taken for text: the image reader handles it and its errors.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in TABLE_DELIMITERS or path.suffix.lower() in JSONL_SUFFIXES
+    if not path.is_dir():
+        return False
+    if _split_files(path):
+        return True
+    for sub in _subfolders(path):
+        for inner in [sub, *_subfolders(sub)]:
+            if any(f.suffix.lower() == TEXT_FILE_SUFFIX for f in inner.iterdir() if f.is_file()):
+                return True
+    return False

@@ -145,16 +145,31 @@ def _head_epochs(cfg: dict[str, Any]) -> int | None:
 def _mistakes(run_path: Path, held_name: str | None) -> dict[str, Any]:
     """The most confident wrong predictions on the held-out split, with thumbnails."""
     rows = read_predictions(run_path)
+    empty = {"rows": [], "gone": [], "texts": [], "total": 0, "n": 0, "noun": "examples"}
     if rows is None:
-        return {"available": False, "rows": [], "gone": [], "total": 0, "n": 0}
+        return {**empty, "available": False}
     rows = [r for r in rows if r["split"] == held_name]
     wrong = [r for r in rows if r["label"] != r["predicted"]]
     wrong.sort(key=lambda r: -r["confidence"])
-    shown, gone = [], []
+    shown, gone, texts = [], [], []
+    is_text = any(r.get("text") is not None for r in rows)
     for r in wrong[:MAX_MISTAKES]:
+        if is_text:  # a snippet of the text, not a thumbnail
+            texts.append(r)
+            continue
         uri = thumbnail(r["path"])
         (shown if uri else gone).append({**r, "name": Path(r["path"]).name, "uri": uri})
-    return {"available": True, "rows": shown, "gone": gone, "total": len(wrong), "n": len(rows)}
+    noun = "texts" if is_text else "images"
+    return {
+        **empty,
+        "available": True,
+        "rows": shown,
+        "gone": gone,
+        "texts": texts,
+        "total": len(wrong),
+        "n": len(rows),
+        "noun": noun,
+    }
 
 
 def _class_counts(run: RunDir, cfg: dict[str, Any], labels: list[str]) -> dict[str, Any]:

@@ -78,6 +78,7 @@ TEMPLATE = """<!doctype html>
   th, td { border-bottom: 1px solid #eee; padding: .25rem .7rem; text-align: right; }
   th:first-child, td:first-child { text-align: left; }
   thead th { border-bottom: 2px solid #ccc; }
+  td.snippet { text-align: left; max-width: 40rem; font-size: .85rem; }
   td.path { text-align: left; font-family: ui-monospace, monospace; font-size: .8rem;
             word-break: break-all; }
   img.fig { max-width: 100%; height: auto; display: block; margin: .4rem 0; }
@@ -124,8 +125,8 @@ TEMPLATE = """<!doctype html>
   </table>
   {% endif %}
   {% if metrics.get("test") %}
-  <p class="note ok">Test figures come from {{ metrics.test.n }} images that training, early
-    stopping and head selection never saw.
+  <p class="note ok">Test figures come from {{ metrics.test.n }} {{ mistakes.noun }} that
+    training, early stopping and head selection never saw.
     {%- if metrics.get("note") %} {{ metrics.note }}{% endif %}</p>
   {% elif metrics.get("validation") %}
   <p class="note warn" id="honesty">Only validation figures exist: there is no test split.
@@ -201,11 +202,22 @@ TEMPLATE = """<!doctype html>
   <p class="muted">This run has no predictions.csv (trained before reports existed): train again
     to see its mistakes.</p>
   {% elif not mistakes.total %}
-  <p class="note ok">No mistakes on the {{ mistakes.n }} {{ held_name }} images.</p>
+  <p class="note ok">No mistakes on the {{ mistakes.n }} {{ held_name }} {{ mistakes.noun }}.</p>
   {% else %}
-  <p class="muted">{{ mistakes.total }} of {{ mistakes.n }} {{ held_name }} images are
-    misclassified; the {{ mistakes.rows | length + mistakes.gone | length }} the model was most
-    sure about:</p>
+  {% set listed = mistakes.rows | length + mistakes.gone | length + mistakes.texts | length %}
+  <p class="muted">{{ mistakes.total }} of {{ mistakes.n }} {{ held_name }} {{ mistakes.noun }}
+    are misclassified; the {{ listed }} the model was most sure about:</p>
+  {% if mistakes.texts %}
+  <table><thead><tr><th>where</th><th>text</th><th>true</th><th>predicted</th>
+    <th>confidence</th></tr></thead>
+    <tbody>
+    {% for r in mistakes.texts %}
+      <tr><td class="path">{{ r.path }}</td><td class="snippet">{{ r.text }}</td>
+        <td>{{ r.label }}</td><td class="bad">{{ r.predicted }}</td>
+        <td>{{ r.confidence | fmt(2) }}</td></tr>
+    {% endfor %}
+    </tbody></table>
+  {% endif %}
   <div class="grid">
   {% for r in mistakes.rows %}
     <figure><img alt="{{ r.name }}" title="{{ r.path }}" src="{{ r.uri }}">

@@ -8,7 +8,7 @@ from the anchors' issue trackers, DESIGN.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modeltailor.errors import ModelTailorError
 
@@ -33,6 +33,14 @@ class Strategy:
     #: LR of the top body group relative to the head, and the factor per group further down.
     body_lr_scale: float = 1.0
     layer_decay: float = 1.0
+    #: How the head starts: "random", or "probe" = a logistic regression fitted on the frozen
+    #: embeddings first (LP-FT, Kumar et al. 2022): the body then adapts to a head that is
+    #: already right instead of being distorted by the gradients of a random one.
+    head_init: str = "random"
+    #: Fitted in closed form by the backbone itself (TF-IDF + logistic regression), no loop.
+    classical: bool = False
+    #: Adapters injected into the body (LoRA settings for peft), None for none.
+    adapters: dict | None = field(default=None, compare=False, hash=False)
 
     def trainable_groups(self, n_groups: int, epoch: int) -> int:
         """How many top body groups train during `epoch` (0 = head only)."""

@@ -17,15 +17,14 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
+from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing, TextPreprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
-from modeltailor.data.transforms import eval_transform, train_transform
 from modeltailor.errors import ModelTailorError
 from modeltailor.strategies.base import Strategy
 from modeltailor.training.callbacks import History
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
-from modeltailor.training.loaders import ImageTensors, make_loader
+from modeltailor.training.inputs import pipeline_for
 from modeltailor.training.module import ClassifierModule
 
 
@@ -72,7 +71,7 @@ def train_network(
     strategy: Strategy,
     train: LabeledDataset,
     val: LabeledDataset,
-    pre: Preprocessing,
+    pre: Preprocessing | TextPreprocessing,
     settings: TrainSettings,
     checkpoint_dir: Path,
     resume: bool = False,
@@ -81,13 +80,10 @@ def train_network(
     L.seed_everything(settings.seed, workers=True, verbose=False)
     _share_cores(settings)
     epochs = settings.epochs if settings.epochs is not None else strategy.epochs
-    train_data = ImageTensors(train.items, train.labels, train_transform(pre), pre)
-    val_data = ImageTensors(val.items, val.labels, eval_transform(pre), pre)
-    drop_last = len(train) > settings.batch_size  # BatchNorm cannot train on a batch of 1
-    train_loader = make_loader(
-        train_data, settings.batch_size, True, settings.num_workers, settings.seed, drop_last
+    pipeline = pipeline_for(model, pre)
+    train_loader, val_loader = pipeline.training_loaders(
+        train, val, settings.batch_size, settings.num_workers, settings.seed
     )
-    val_loader = make_loader(val_data, settings.batch_size * 2, num_workers=settings.num_workers)
     weights = class_weight_vector(train.labels, len(train.class_names), settings.class_weights)
     module = ClassifierModule(
         model,
@@ -97,6 +93,7 @@ def train_network(
         lr=settings.lr,
         class_weights=weights,
         label_smoothing=settings.label_smoothing,
+        channels_last=pipeline.channels_last,
     )
     history = History()
     best = ModelCheckpoint(
@@ -209,37 +206,57 @@ def fit_linear_probe(
             model, val, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
         )
         val = val.without(bad_val) if bad_val else val
-    n_classes = len(train.class_names)
-    y_train = np.asarray(train.labels)
-    balanced = class_weight_vector(train.labels, n_classes, settings.class_weights) is not None
+    y_val = np.asarray(val.labels) if val is not None and len(val) else None
+    fitted = fit_logreg_head(
+        model,
+        x_train,
+        np.asarray(train.labels),
+        x_val,
+        y_val,
+        len(train.class_names),
+        settings,
+        C_GRID,
+        scale=True,
+    )
+    info = {
+        "head": "logistic regression (L2) on standardised embeddings, folded into the linear head",
+        "C": fitted["C"],
+        "selected_by": fitted["selected_by"],
+        "embedding_cache": str(cache.dir),
+        "embedded_items": len(cache),
+        "class_weights": "balanced" if fitted["balanced"] else None,
+    }
+    rows = fitted["rows"]
+    return FitResult(rows, info), train, val
+
+
+def choose_c(
+    x_train,
+    y_train: np.ndarray,
+    x_val,
+    y_val: np.ndarray | None,
+    n_classes: int,
+    balanced: bool,
+    seed: int,
+    grid: tuple[float, ...] = C_GRID,
+    scale: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score each regularisation strength on validation data (or by stratified CV on the
+    training data when there is none); the best has the highest accuracy, then lowest loss.
+    `scale=False` for sparse features (TF-IDF), which are already comparable in scale."""
     rows = []
-    for c in C_GRID:
-        if x_val is not None and len(val):
-            score = _val_score(
-                x_train, y_train, x_val, np.asarray(val.labels), c, balanced, n_classes
-            )
+    for c in grid:
+        if x_val is not None and y_val is not None and len(y_val):
+            score = _val_score(x_train, y_train, x_val, y_val, c, balanced, n_classes, scale)
             how = "validation"
         else:
-            score = _cv_score(x_train, y_train, c, balanced, n_classes, settings.seed)
+            score = _cv_score(x_train, y_train, c, balanced, n_classes, seed, scale)
             how = "cross-validation on train"
         rows.append({"C": c, "accuracy": score[0], "log_loss": score[1], "selected_by": how})
     best = max(rows, key=lambda r: (r["accuracy"], -r["log_loss"]))
     for r in rows:
         r["chosen"] = r is best
-    weight, bias = _fit_head(x_train, y_train, best["C"], balanced, n_classes)
-    head = model.classifier()
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight))
-        head.bias.copy_(torch.from_numpy(bias))
-    info = {
-        "head": "logistic regression (L2) on standardised embeddings, folded into the linear head",
-        "C": best["C"],
-        "selected_by": best["selected_by"],
-        "embedding_cache": str(cache.dir),
-        "embedded_items": len(cache),
-        "class_weights": "balanced" if balanced else None,
-    }
-    return FitResult(rows, info), train, val
+    return rows, best
 
 
 def _logreg(c: float, balanced: bool):
@@ -248,11 +265,12 @@ def _logreg(c: float, balanced: bool):
     return LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None)
 
 
-def _scaled_fit(x: np.ndarray, y: np.ndarray, c: float, balanced: bool):
+def _scaled_fit(x, y: np.ndarray, c: float, balanced: bool, scale: bool = True):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), _logreg(c, balanced)).fit(x, y)
+    steps = [StandardScaler()] if scale else []
+    return make_pipeline(*steps, _logreg(c, balanced)).fit(x, y)
 
 
 def _score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float]:
@@ -264,17 +282,17 @@ def _score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, f
 
 
 def _full_proba(pipe, x: np.ndarray, n_classes: int) -> np.ndarray:
-    proba = np.zeros((len(x), n_classes))
+    proba = np.zeros((x.shape[0], n_classes))
     proba[:, pipe.classes_] = pipe.predict_proba(x)
     proba = np.clip(proba, 1e-12, 1)
     return proba / proba.sum(axis=1, keepdims=True)
 
 
-def _val_score(xt, yt, xv, yv, c, balanced, n_classes) -> tuple[float, float]:
-    return _score(_scaled_fit(xt, yt, c, balanced), xv, yv, n_classes)
+def _val_score(xt, yt, xv, yv, c, balanced, n_classes, scale=True) -> tuple[float, float]:
+    return _score(_scaled_fit(xt, yt, c, balanced, scale), xv, yv, n_classes)
 
 
-def _cv_score(x, y, c, balanced, n_classes, seed) -> tuple[float, float]:
+def _cv_score(x, y, c, balanced, n_classes, seed, scale=True) -> tuple[float, float]:
     from sklearn.model_selection import StratifiedKFold
 
     folds = int(min(5, np.bincount(y).min()))
@@ -282,21 +300,38 @@ def _cv_score(x, y, c, balanced, n_classes, seed) -> tuple[float, float]:
         raise ModelTailorError("every class needs at least 2 training examples")
     scores = []
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        scores.append(_val_score(x[tr], y[tr], x[te], y[te], c, balanced, n_classes))
+        scores.append(_val_score(x[tr], y[tr], x[te], y[te], c, balanced, n_classes, scale))
     return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
 
-def _fit_head(x, y, c, balanced, n_classes) -> tuple[np.ndarray, np.ndarray]:
-    """Logistic regression on standardised features, folded into one Linear layer:
-    W' = W / sigma, b' = b - W' mu, so the exported model needs no separate scaler."""
-    pipe = _scaled_fit(x, y, c, balanced)
-    scaler, lr = pipe[0], pipe[-1]
+def _fit_head(x, y, c, balanced, n_classes, scale=True) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression (on standardised features unless `scale=False`) folded into one
+    Linear layer: W' = W / sigma, b' = b - W' mu, so the exported model needs no scaler."""
+    pipe = _scaled_fit(x, y, c, balanced, scale)
+    lr = pipe[-1]
     coef, intercept = lr.coef_, lr.intercept_
     if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax needs two
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    mean, sd = (pipe[0].mean_, pipe[0].scale_) if scale else (0.0, 1.0)
     weight = np.zeros((n_classes, x.shape[1]))
     bias = np.full(n_classes, -1e4)  # a class absent from training is never predicted
-    weight[lr.classes_] = coef / scaler.scale_
-    bias[lr.classes_] = intercept - (coef / scaler.scale_) @ scaler.mean_
+    weight[lr.classes_] = coef / sd
+    bias[lr.classes_] = intercept - (coef / sd) @ (mean if scale else np.zeros(x.shape[1]))
     return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def fit_logreg_head(
+    model: TailoredModel, x_train, y_train, x_val, y_val, n_classes, settings, grid, scale
+) -> dict[str, Any]:
+    """Choose C, fit, copy into `model`'s Linear head; returns what config.json records."""
+    balanced = class_weight_vector(list(y_train), n_classes, settings.class_weights) is not None
+    rows, best = choose_c(
+        x_train, y_train, x_val, y_val, n_classes, balanced, settings.seed, grid, scale
+    )
+    weight, bias = _fit_head(x_train, y_train, best["C"], balanced, n_classes, scale)
+    head = model.classifier()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return {"rows": rows, "C": best["C"], "selected_by": best["selected_by"], "balanced": balanced}

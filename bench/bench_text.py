@@ -1,0 +1,140 @@
+"""Text benchmark on spamassassin.csv (issue 5): every strategy, few-shot curves, probe overhead.
+
+    python bench/bench_text.py [--data ../shared/data/spamassassin.csv] [--out bench/results]
+
+Stratified 80/20 split (seed 0); the 20% test part is never used for training, early stopping
+or model selection (each strategy holds out 10% of the training part itself). Prints one JSON
+line per measurement and writes `<out>/text.jsonl`. The bare embedding pass (the frozen
+encoder over the training texts, no cache, no head) is timed in the same run, so the probe's
+overhead is a ratio measured on one machine state. Runs one strategy at a time (2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def emit(out: Path, row: dict) -> None:
+    print(json.dumps(row), flush=True)
+    with (out / "text.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def few_shot(train, per_class: int, seed: int):
+    """`per_class` training texts of each class, drawn with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(train.labels)
+    picked = []
+    for c in range(len(train.class_names)):
+        idx = np.flatnonzero(labels == c)
+        picked += rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist()
+    return train.subset(sorted(picked), source=f"{train.source} [{per_class}-shot]")
+
+
+def run_strategy(name: str, strategy: str, train, test, out: Path, **kwargs) -> dict:
+    from modeltailor import TextClassifier
+
+    started = time.perf_counter()
+    clf = TextClassifier(strategy=strategy, verbose=False, **kwargs).fit(train)
+    fit_s = time.perf_counter() - started
+    metrics = clf.evaluate(test, record=False)
+    total_s = time.perf_counter() - started
+    size = None
+    with tempfile.TemporaryDirectory() as tmp:
+        run = clf.save(Path(tmp) / "run").path
+        size = sum(f.stat().st_size for f in run.rglob("*") if f.is_file())
+    row = {
+        "name": name,
+        "strategy": strategy,
+        "backbone": clf.config()["backbone"],
+        "n_train": len(train),
+        "n_test": metrics["n"],
+        "macro_f1": round(metrics["macro_f1"], 4),
+        "accuracy": round(metrics["accuracy"], 4),
+        "fit_seconds": round(fit_s, 1),
+        "wall_seconds": round(total_s, 1),
+        "train_texts_per_second": round(len(train) / fit_s, 1),
+        "run_folder_mb": round(size / 1e6, 2),
+        "kept": clf.fit_info_.get("head_init", {}).get("kept"),
+        "epochs_run": clf.fit_info_.get("epochs_run"),
+    }
+    emit(out, row)
+    return row
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "spamassassin.csv"))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--epochs", type=int, default=3, help="max epochs of trained strategies")
+    p.add_argument(
+        "--only", default="all", help="comma list: bare,baseline,probe,fewshot,fine-tune,lora"
+    )
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # A fresh embedding cache: the first probe must compute everything, the rerun nothing.
+    os.environ["MODELTAILOR_CACHE"] = tempfile.mkdtemp(prefix="bench-text-cache-")
+    from modeltailor.backbones import get_backbone
+    from modeltailor.data.text import load_text
+
+    data = load_text(args.data)
+    train, _, test = data.split(0.8, 0.0, 0.2, seed=0)
+    only = set(args.only.split(","))
+    want = lambda k: "all" in only or k in only  # noqa: E731
+    emit(out, {"event": "split", "train": len(train), "test": len(test), "data": args.data})
+
+    if want("bare") or want("probe"):
+        encoder = get_backbone("minilm-l6").build(0)
+        started = time.perf_counter()
+        encoder.embed_texts(train.texts)
+        bare = time.perf_counter() - started
+        windows = sum(len(w) for w in encoder.encode(train.texts))
+        emit(
+            out,
+            {
+                "name": "bare embedding pass (minilm-l6, train texts)",
+                "seconds": round(bare, 1),
+                "texts": len(train),
+                "windows": windows,
+                "texts_per_second": round(len(train) / bare, 1),
+            },
+        )
+        del encoder
+    if want("baseline"):
+        run_strategy("baseline", "baseline", train, test, out)
+    if want("probe"):
+        first = run_strategy("linear-probe", "linear-probe", train, test, out)
+        again = run_strategy("linear-probe (cached rerun)", "linear-probe", train, test, out)
+        emit(
+            out,
+            {
+                "name": "probe overhead",
+                "first_fit_over_bare": round(first["fit_seconds"] / bare, 3),
+                "rerun_fit_over_bare": round(again["fit_seconds"] / bare, 3),
+            },
+        )
+    if want("fewshot"):
+        for k in (8, 32, 128):
+            shots = few_shot(train, k, seed=0)
+            for strategy in ("baseline", "linear-probe", "fine-tune"):
+                run_strategy(f"{k}-shot {strategy}", strategy, shots, test, out, epochs=args.epochs)
+    if want("fine-tune"):
+        run_strategy("fine-tune", "fine-tune", train, test, out, epochs=args.epochs)
+    if want("lora"):
+        run_strategy("lora", "lora", train, test, out, epochs=args.epochs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Text classification end to end: the shared core with the text reader and text backbones."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modeltailor import TextClassifier, load_classifier, load_text
+from modeltailor.backbones import get_backbone
+from modeltailor.cli import main
+from modeltailor.errors import BackboneError
+
+EXAMPLES = Path(__file__).parents[1] / "src" / "modeltailor" / "examples" / "text"
+EN = EXAMPLES / "tickets_en.csv"
+JA = EXAMPLES / "tickets_ja.csv"
+
+
+def _separation(backbone: str, data) -> float:
+    """5-fold accuracy of a scaled logistic regression on the backbone's frozen embeddings."""
+    x = get_backbone(backbone).build(0).embed_texts(data.texts)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    return float(cross_val_score(probe, x, np.asarray(data.labels), cv=5).mean())
+
+
+def test_multilingual_backbone_separates_japanese_that_minilm_cannot():
+    data = load_text(JA)
+    e5, minilm = _separation("e5-small-multilingual", data), _separation("minilm-l6", data)
+    assert e5 >= 0.95, e5
+    assert minilm <= 0.8 and e5 - minilm >= 0.2, (minilm, e5)
+
+
+def test_japanese_txt_folders_pick_the_multilingual_backbone(tmp_path):
+    """Folder per class of .txt files, Japanese names, default backbone chosen from the script."""
+    data = load_text(JA)
+    root = tmp_path / "問い合わせ"
+    for i, (item, label) in enumerate(zip(data.items, data.labels, strict=True)):
+        folder = root / data.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"苦情{i:02d}.txt").write_text(item.text, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(root), "--output", str(run), "--quiet"]) == 0
+    cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert cfg["modality"] == "text" and cfg["backbone"] == "e5-small-multilingual"
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["test"]["accuracy"] >= 0.75  # 4 test texts: 3 of 4 at least
+    clf = load_classifier(run)
+    assert clf.predict(["荷物がまだ届きません。配送状況を教えてください。"]) == ["配送"]
+
+
+def test_cli_train_predict_evaluate_english_csv(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(EN), "--output", str(run), "--quiet"]) == 0
+    cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert cfg["backbone"] == "minilm-l6" and cfg["preprocessing"]["modality"] == "text"
+    assert cfg["fit"]["long_texts"]["share_of_training_texts_windowed"] == 0.0
+    assert (run / "text_model" / "tokenizer.json").is_file()
+    assert "text" in (run / "predictions.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "texts that" in (run / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+
+    assert main(["predict", str(run), "--text", "I was billed twice this month", "--json"]) == 0
+    (pred,) = json.loads(capsys.readouterr().out)["predictions"]
+    assert pred["label"] == "billing" and pred["probability"] > 0.5
+
+    # CSV in -> the same rows plus label and probability; a row with no text is reported
+    source = tmp_path / "new.csv"
+    source.write_text(
+        "id,message\n1,My package never arrived\n2,\n3,The app crashes on start\n",
+        encoding="utf-8",
+    )
+    assert main(["predict", str(run), str(source), "--text-column", "message"]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert [r["id"] for r in rows] == ["1", "3"]
+    assert [r["label"] for r in rows] == ["delivery", "technical"]
+    assert all(0 < float(r["probability"]) <= 1 for r in rows)
+    assert "new.csv:line 3" in captured.err
+
+    assert main(["evaluate", str(run), str(EN), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 36 and metrics["overlap_with_training"]["train"] > 0
+
+
+def test_missing_column_lists_the_columns(tmp_path, capsys):
+    source = tmp_path / "x.csv"
+    source.write_text("review,stars\ngood,5\nbad,1\n", encoding="utf-8")
+    assert main(["train", str(source), "--output", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "review" in err and "stars" in err
+
+
+def test_fine_tune_saves_and_reloads_identically(tmp_path):
+    data = load_text(EN)
+    train, val, test = data.split(0.6, 0.2, 0.2, seed=0)
+    clf = TextClassifier(backbone="minilm-l6", strategy="fine-tune", epochs=2, verbose=False)
+    clf.fit(train, val)
+    assert clf.fit_info_["head_init"]["kept"] in ("trained", "probe")
+    assert clf.fit_info_["epochs_run"] >= 1
+    clf.save(tmp_path / "run")
+    again = load_classifier(tmp_path / "run")
+    texts = [item.text for item in test.items]
+    np.testing.assert_allclose(clf.predict_proba(texts), again.predict_proba(texts), atol=1e-5)
+    assert clf.score(test) >= 0.8
+
+
+def test_long_texts_are_windowed_and_logits_averaged():
+    """A text many windows long: prediction = mean of the per-window logits (nothing cut)."""
+    from modeltailor.training.inference import predict_logits
+
+    clf = TextClassifier(strategy="linear-probe", verbose=False).fit(load_text(EN))
+    encoder = clf.model_.net
+    long = " ".join(["The invoice charged me twice."] * 60 + ["The app crashes."] * 60)
+    (wins,) = encoder.encode([long])
+    assert len(wins) > 2
+    with_windows = np.stack(
+        [clf.model_(encoder.collate([w])).detach().numpy()[0] for w in wins]
+    ).mean(0)
+    logits, bad = predict_logits(clf.model_, [long], clf.preprocessing_)
+    assert not bad
+    np.testing.assert_allclose(logits[0], with_windows, atol=1e-4)
+
+
+def test_baseline_is_tfidf_and_saved_without_pickle(tmp_path):
+    data = load_text(EN)
+    clf = TextClassifier(strategy="baseline", verbose=False).fit(data)
+    assert clf.spec_.name == "tfidf" and clf.fit_info_["features"]["analyzer"] == "word"
+    run = clf.save(tmp_path / "run").path
+    assets = json.loads((run / "text_model" / "tfidf.json").read_text(encoding="utf-8"))
+    assert "refund" in assets["terms"] and len(assets["idf"]) == len(assets["terms"])
+    again = load_classifier(run)
+    assert again.predict(["Please refund the double charge on my card"]) == ["billing"]
+    np.testing.assert_allclose(
+        clf.predict_proba(data.texts), again.predict_proba(data.texts), atol=1e-6
+    )
+    ja = TextClassifier(strategy="baseline", verbose=False).fit(load_text(JA))
+    assert ja.fit_info_["features"]["analyzer"] == "char"  # Japanese has no spaces
+
+
+def test_backbone_that_cannot_do_a_strategy_names_those_that_can():
+    with pytest.raises(BackboneError, match="tfidf"):
+        TextClassifier(backbone="minilm-l6", strategy="baseline").fit(load_text(EN))
+
+
+def test_same_seed_same_metrics(tmp_path):
+    data = load_text(EN)
+    train, val, test = data.split(0.6, 0.2, 0.2, seed=1)
+    scores = [
+        TextClassifier(strategy="linear-probe", seed=3, verbose=False)
+        .fit(train, val)
+        .evaluate(test)
+        for _ in range(2)
+    ]
+    assert scores[0]["log_loss"] == scores[1]["log_loss"]
+
+
+def test_lora_trains_adapters_only_and_saves_a_small_run(tmp_path):
+    data = load_text(EN)
+    train, val, test = data.split(0.6, 0.2, 0.2, seed=0)
+    clf = TextClassifier(backbone="minilm-l6", strategy="lora", epochs=2, verbose=False)
+    clf.fit(train, val)
+    adapters = clf.fit_info_["adapters"]
+    assert adapters["method"] == "LoRA (peft)" and adapters["trainable_parameters"] < 100_000
+    run = clf.save(tmp_path / "run").path
+    assert (run / "model.safetensors").stat().st_size < 1_000_000  # the body is not in the run
+    again = load_classifier(run)
+    texts = [item.text for item in test.items]
+    np.testing.assert_allclose(clf.predict_proba(texts), again.predict_proba(texts), atol=1e-5)

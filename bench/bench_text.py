@@ -80,11 +80,13 @@ def main() -> int:
     p.add_argument(
         "--only", default="all", help="comma list: bare,baseline,probe,fewshot,fine-tune,lora"
     )
+    p.add_argument("--shots", default="8,32,128", help="few-shot sizes (examples per class)")
+    p.add_argument("--cache", help="embedding cache to reuse (default: a fresh one)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # A fresh embedding cache: the first probe must compute everything, the rerun nothing.
-    os.environ["MODELTAILOR_CACHE"] = tempfile.mkdtemp(prefix="bench-text-cache-")
+    os.environ["MODELTAILOR_CACHE"] = args.cache or tempfile.mkdtemp(prefix="bench-text-cache-")
     from modeltailor.backbones import get_backbone
     from modeltailor.data.text import load_text
 
@@ -125,9 +127,9 @@ def main() -> int:
             },
         )
     if want("fewshot"):
-        for k in (8, 32, 128):
+        for k in [int(v) for v in args.shots.split(",")]:
             shots = few_shot(train, k, seed=0)
-            for strategy in ("baseline", "linear-probe", "fine-tune"):
+            for strategy in ("baseline", "linear-probe", "fine-tune", "few-shot"):
                 run_strategy(f"{k}-shot {strategy}", strategy, shots, test, out, epochs=args.epochs)
     if want("fine-tune"):
         run_strategy("fine-tune", "fine-tune", train, test, out, epochs=args.epochs)

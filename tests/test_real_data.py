@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modeltailor import ImageClassifier, load_image_folder
@@ -34,3 +36,37 @@ def test_scratch_is_far_behind_transfer(ants_bees):
     train, val = ants_bees
     clf = ImageClassifier(strategy="scratch", epochs=8, verbose=False).fit(train)
     assert clf.evaluate(val)["accuracy"] < 0.85
+
+
+SPAMASSASSIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "spamassassin.csv"
+
+
+@pytest.fixture(scope="module")
+def spam_split():
+    if not SPAMASSASSIN.exists():
+        pytest.skip("../shared/data/spamassassin.csv absent")
+    from modeltailor import load_text
+
+    train, _, test = load_text(SPAMASSASSIN).split(0.8, 0.0, 0.2, seed=0)
+    return train, test
+
+
+def test_spamassassin_baseline(spam_split):
+    """TF-IDF + logistic regression on the issue's split: the opponent pretraining must beat."""
+    from modeltailor import TextClassifier
+
+    train, test = spam_split
+    clf = TextClassifier(strategy="baseline", verbose=False).fit(train)
+    assert clf.evaluate(test)["macro_f1"] >= 0.97
+
+
+def test_spamassassin_linear_probe_on_long_emails(spam_split):
+    """Windowed MiniLM probe on a fifth of the e-mails (every window of a long e-mail read)."""
+    from modeltailor import TextClassifier
+
+    train, test = spam_split
+    small_train = train.subset(list(range(0, len(train), 5)))
+    small_test = test.subset(list(range(0, len(test), 4)))
+    clf = TextClassifier(strategy="linear-probe", verbose=False).fit(small_train)
+    assert clf.fit_info_["long_texts"]["share_of_training_texts_windowed"] > 0.3
+    assert clf.evaluate(small_test)["macro_f1"] >= 0.9

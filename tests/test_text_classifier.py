@@ -174,3 +174,35 @@ def test_lora_trains_adapters_only_and_saves_a_small_run(tmp_path):
     again = load_classifier(run)
     texts = [item.text for item in test.items]
     np.testing.assert_allclose(clf.predict_proba(texts), again.predict_proba(texts), atol=1e-5)
+
+
+def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
+    """8 texts per class, no validation split: pairs tune the body, the head is chosen by
+    cross-validation (and config says so); the model must not collapse to one class."""
+    data = load_text(EN)
+    labels = np.asarray(data.labels)
+    picked = [int(i) for c in range(3) for i in np.flatnonzero(labels == c)[:8]]
+    held_out = [i for i in range(len(data)) if i not in picked]
+    clf = TextClassifier(strategy="few-shot", verbose=False).fit(data.subset(picked))
+    assert clf.fit_info_["contrastive"]["pairs"] == 24 * 10
+    assert clf.fit_info_["selected_by"] == "cross-validation on train"
+    predicted = clf.predict([data.items[i].text for i in held_out])
+    truth = [data.class_names[labels[i]] for i in held_out]
+    assert len(set(predicted)) == 3  # no collapse onto one class
+    assert np.mean([p == t for p, t in zip(predicted, truth, strict=True)]) >= 0.75
+    again = load_classifier(clf.save(tmp_path / "run").path)
+    assert again.predict(["I was charged twice"]) == clf.predict(["I was charged twice"])
+
+
+def test_compare_baseline_against_probe_on_text(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(
+        ["compare", str(EN), "--strategies", "baseline,linear-probe", "--output", str(out)]
+        + ["--test-fraction", "0.25"]
+    )
+    assert code == 0
+    doc = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    rows = {(r["strategy"], r["backbone"]): r for r in doc["rows"]}
+    assert set(rows) == {("baseline", "auto"), ("linear-probe", "auto")}
+    assert all(r["failed"] == 0 for r in rows.values())
+    assert "examples" in doc["scored_on"]

@@ -152,6 +152,8 @@ class TailoredClassifier:
             result = FitResult(info.pop("rows"), info)
         elif strategy.uses_feature_cache:
             result, train, val = fit_linear_probe(model, spec, train, val, pre, settings)
+        elif strategy.contrastive:
+            result = self._fit_contrastive(model, strategy, train, val, pre, settings)
         else:
             if val is None or len(val) == 0:
                 train, val, _ = train.split(0.9, 0.1, 0.0, seed=self.seed)
@@ -180,7 +182,7 @@ class TailoredClassifier:
                 **strategy.adapters,
                 "trainable_parameters": model.trainable_parameters(),
             }
-        if not (strategy.uses_feature_cache or strategy.classical):  # the report's unfreeze line
+        if not (strategy.uses_feature_cache or strategy.classical or strategy.contrastive):
             self.fit_info_["head_epochs"] = strategy.head_epochs
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {
@@ -251,6 +253,39 @@ class TailoredClassifier:
             "kept": kept,
         }
         return result, train, val
+
+    def _fit_contrastive(self, model, strategy, train, val, pre, settings) -> FitResult:
+        """Pairs tune the body; the head is then chosen on validation data, or by
+        cross-validation on the training texts when there is none (few-shot: none)."""
+        from modeltailor.training.contrastive import tune_contrastive
+        from modeltailor.training.inputs import pipeline_for, pooled_outputs
+        from modeltailor.training.loop import C_GRID, fit_logreg_head
+
+        epochs = self.epochs if self.epochs is not None else strategy.epochs
+        lr = self.lr if self.lr is not None else strategy.lr
+        info = tune_contrastive(model, train, lr, epochs, settings)
+        pipeline = pipeline_for(model, pre)
+
+        def embed(data: LabeledDataset) -> np.ndarray:
+            rows, _ = pooled_outputs(
+                model.embed, pipeline, list(data.items), self.batch_size, self.num_workers, {}
+            )
+            return rows
+
+        has_val = val is not None and len(val) > 0
+        fitted = fit_logreg_head(
+            model,
+            embed(train),
+            np.asarray(train.labels),
+            embed(val) if has_val else None,
+            np.asarray(val.labels) if has_val else None,
+            len(train.class_names),
+            settings,
+            C_GRID,
+            scale=True,
+        )
+        info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
+        return FitResult(fitted["rows"], info)
 
     def _pooled_logits(self, model, pre, data: LabeledDataset) -> np.ndarray:
         logits, _ = predict_logits(model, list(data.items), pre, self.batch_size, self.num_workers)
@@ -543,6 +578,13 @@ CLASSIFIERS: dict[str, type[TailoredClassifier]] = {
     "image": ImageClassifier,
     "text": TextClassifier,
 }
+
+
+def classifier_for(data: LabeledDataset) -> type[TailoredClassifier]:
+    """The classifier class for a dataset's modality (text datasets hold `TextItem`s)."""
+    from modeltailor.data.text import TextDataset
+
+    return TextClassifier if isinstance(data, TextDataset) else ImageClassifier
 
 
 def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifier:

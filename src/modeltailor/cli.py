@@ -110,9 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "compare", help="every strategy x backbone x seed on one split, side by side"
     )
-    c.add_argument("data", help="folder: <class>/<images> or train|val|test/<class>/<images>")
-    c.add_argument("--strategies", default="linear-probe,fine-tune,scratch")
-    c.add_argument("--backbones", default="efficientnet_lite0")
+    c.add_argument("data", help="labelled images or texts, as for train")
+    c.add_argument(
+        "--strategies",
+        default="linear-probe,fine-tune,scratch",
+        help="comma-separated (text: e.g. baseline,linear-probe,fine-tune)",
+    )
+    c.add_argument(
+        "--backbones",
+        help=f"comma-separated (default: {DEFAULT_IMAGE_BACKBONE} for images, auto for text)",
+    )
     c.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
     c.add_argument("--output", help="folder for the runs and compare.* (default runs/compare-…)")
     c.add_argument("--runs-dir", default="runs")
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--val-fraction", type=float, default=0.1)
     c.add_argument("--test-fraction", type=float, default=0.1)
     c.add_argument("--split-seed", type=int, default=0, help="the one split all runs share")
+    _add_text_options(c)
     c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("report", help="(re)build a run's report.html and plots, offline")
@@ -597,11 +605,13 @@ def _csv(value: str) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from modeltailor.compare import HEADERS, compare, table_rows
-    from modeltailor.data import load_image_folder
+    from modeltailor.compare import AUTO, HEADERS, compare, table_rows
+    from modeltailor.data.text import TextDataset
 
-    data = load_image_folder(args.data)
+    data = _load_labelled(args)
     data.validate(args.data)
+    if args.backbones is None:
+        args.backbones = AUTO if isinstance(data, TextDataset) else DEFAULT_IMAGE_BACKBONE
     _report_skipped(data.skipped)
     seeds = [int(s) for s in _csv(args.seeds)]
     out_dir = Path(args.output) if args.output else _compare_dir(args)

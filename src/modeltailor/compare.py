@@ -84,6 +84,10 @@ def _summarise(strategy: str, backbone: str, trials: list[Trial]) -> dict[str, A
     return row
 
 
+#: `--backbones auto`: the classifier picks (text: MiniLM, or e5 for mostly-CJK data).
+AUTO = "auto"
+
+
 def held_out_split(
     data: LabeledDataset, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[LabeledDataset, LabeledDataset | None, LabeledDataset, str, str]:
@@ -91,17 +95,17 @@ def held_out_split(
     train_frac = 1.0 - val_fraction - test_fraction
     train, val, test = data.split(train_frac, val_fraction, test_fraction, seed=seed)
     if test is not None and len(test):
-        return train, val, test, f"the test split ({len(test)} images)", "the validation split"
+        return train, val, test, f"the test split ({len(test)} examples)", "the validation split"
     if val is None or not len(val):
-        raise ModelTailorError(f"{data.source}: too few images for a held-out test split")
+        raise ModelTailorError(f"{data.source}: too few examples for a held-out test split")
     # Data laid out as train/ + val/ only: val/ becomes the untouched test set.
     inner_train, inner_val, _ = train.split(0.9, 0.1, 0.0, seed=seed)
     return (
         inner_train,
         inner_val,
         val,
-        f"the val/ folder ({len(val)} images), never used for training or selection",
-        "10% of the training images, held out for early stopping and head selection",
+        f"the val/ folder ({len(val)} examples), never used for training or selection",
+        "10% of the training examples, held out for early stopping and head selection",
     )
 
 
@@ -121,11 +125,11 @@ def trainable_parameters(clf) -> int:
 
 
 def run_trial(trial: Trial, train, val, test, options: dict[str, Any], out_dir: Path) -> Trial:
-    from modeltailor.api import ImageClassifier, split_record
+    from modeltailor.api import classifier_for, split_record
 
     run_dir = out_dir / f"{trial.backbone}-{trial.strategy}-seed{trial.seed}"
-    clf = ImageClassifier(
-        backbone=trial.backbone,
+    clf = classifier_for(train)(
+        backbone=None if trial.backbone == AUTO else trial.backbone,
         strategy=trial.strategy,
         seed=trial.seed,
         output=run_dir,

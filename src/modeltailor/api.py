@@ -118,6 +118,9 @@ class TailoredClassifier:
     def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
         raise NotImplementedError
 
+    def _extend_head(self, model, train, val, result: FitResult, settings) -> None:
+        """After a closed-form head: a modality may add side features (text: TF-IDF)."""
+
     def _save_assets(self, run: RunDir) -> None:
         """Files besides the weights that loading needs (text: architecture + tokenizer)."""
 
@@ -168,6 +171,9 @@ class TailoredClassifier:
                 )
             else:
                 result = self._train(model, strategy, train, val, pre, settings)
+        self.side_ = None
+        if result.features is not None:  # a head fitted in closed form: maybe with side features
+            self._extend_head(model, train, val, result, settings)
         self.model_ = model.eval()
         self.spec_ = spec
         self.preprocessing_ = pre
@@ -227,7 +233,8 @@ class TailoredClassifier:
 
     def _train_from_probe(self, model, spec, strategy, train, val, pre, settings):
         """LP-FT: fit the head as a linear probe, train from there, and keep whichever of the
-        two has the lower validation loss (pooled per example, the way predictions are made).
+        two is better on validation data (accuracy, then log loss; pooled per example, the way
+        predictions are made).
 
         With little data a few optimizer steps can throw a good probe away; model selection on
         validation data catches that, and config.json says which one was kept.
@@ -240,17 +247,22 @@ class TailoredClassifier:
             if k.removeprefix("net.") not in pinned
         }
         y_val = np.asarray(val.labels)
-        probe_loss = _log_loss(self._pooled_logits(model, pre, val), y_val)
+        probe_scores = _val_scores(self._pooled_logits(model, pre, val), y_val)
         result = self._train(model, strategy, train, val, pre, settings)
-        tuned_loss = _log_loss(self._pooled_logits(model, pre, val), y_val)
-        kept = "trained" if tuned_loss <= probe_loss else "probe"
-        if kept == "probe":
+        tuned = _val_scores(self._pooled_logits(model, pre, val), y_val)
+        # Accuracy first, then log loss (as for the probe's C): label smoothing keeps a trained
+        # model's probabilities below 1, so log loss alone would always favour the probe.
+        better = (tuned["accuracy"], -tuned["log_loss"]) >= (
+            probe_scores["accuracy"],
+            -probe_scores["log_loss"],
+        )
+        if not better:
             model.load_state_dict(saved, strict=False)
         result.info["head_init"] = {
             "method": "linear probe (LP-FT)",
             "C": probe.info["C"],
-            "validation_log_loss": {"probe": probe_loss, "trained": tuned_loss},
-            "kept": kept,
+            "validation": {"probe": probe_scores, "trained": tuned},
+            "kept": "trained" if better else "probe",
         }
         return result, train, val
 
@@ -273,11 +285,12 @@ class TailoredClassifier:
             return rows
 
         has_val = val is not None and len(val) > 0
+        x_train, x_val = embed(train), embed(val) if has_val else None
         fitted = fit_logreg_head(
             model,
-            embed(train),
+            x_train,
             np.asarray(train.labels),
-            embed(val) if has_val else None,
+            x_val,
             np.asarray(val.labels) if has_val else None,
             len(train.class_names),
             settings,
@@ -285,7 +298,7 @@ class TailoredClassifier:
             scale=True,
         )
         info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
-        return FitResult(fitted["rows"], info)
+        return FitResult(fitted["rows"], info, features=(x_train, x_val), head_choice=fitted)
 
     def _pooled_logits(self, model, pre, data: LabeledDataset) -> np.ndarray:
         logits, _ = predict_logits(model, list(data.items), pre, self.batch_size, self.num_workers)
@@ -521,6 +534,40 @@ class TextClassifier(TailoredClassifier):
 
     modality = "text"
 
+    def __init__(
+        self,
+        backbone: str | None = None,
+        strategy: str = DEFAULT_STRATEGY,
+        *,
+        combine_tfidf: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone, strategy, **kwargs)
+        #: Let closed-form heads (linear-probe, few-shot) add TF-IDF features when that wins
+        #: on validation data / cross-validation (training/hybrid.py).
+        self.combine_tfidf = combine_tfidf
+
+    def _extend_head(self, model, train, val, result: FitResult, settings) -> None:
+        from modeltailor.training.hybrid import fit_hybrid_head
+
+        if not self.combine_tfidf or not hasattr(model.net, "encode"):
+            return
+        x_train, x_val = result.features
+        side, record = fit_hybrid_head(
+            model, x_train, train, x_val, val, result.head_choice, settings
+        )
+        self.side_ = side
+        result.info["tfidf_side"] = record
+
+    def _raw_logits(self, items: list) -> tuple[np.ndarray, dict]:
+        """The network's logits, plus the TF-IDF side head's when the run has one."""
+        logits, bad = super()._raw_logits(items)
+        side = getattr(self, "side_", None)
+        if side is not None:
+            texts = [_text(item) for item in items if item not in bad]
+            logits = logits + side.logits(texts)
+        return logits, bad
+
     def _choose_backbone(self, train: LabeledDataset) -> str:
         from modeltailor.backbones.text import default_text_backbone
 
@@ -559,6 +606,29 @@ class TextClassifier(TailoredClassifier):
         from modeltailor.backbones.text import ASSETS_FOLDER
 
         self.model_.net.save_assets(run.path / ASSETS_FOLDER)
+        side = getattr(self, "side_", None)
+        if side is not None:
+            from safetensors.torch import save_file
+
+            folder = run.path / SIDE_FOLDER
+            side.save_assets(folder)
+            head = {k: v.contiguous() for k, v in side.get_classifier().state_dict().items()}
+            save_file(head, str(folder / "head.safetensors"))
+
+    @classmethod
+    def load(cls, path: str | Path, verbose: bool = False) -> TextClassifier:
+        clf = super().load(path, verbose)
+        folder = RunDir(path).path / SIDE_FOLDER
+        clf.side_ = None
+        if folder.is_dir():
+            from safetensors.torch import load_file
+
+            from modeltailor.backbones.tfidf import TfidfText
+
+            side = TfidfText.load(folder, len(clf.classes_))
+            side.get_classifier().load_state_dict(load_file(str(folder / "head.safetensors")))
+            clf.side_ = side.eval()
+        return clf
 
     def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
         from modeltailor.backbones.text import ASSETS_FOLDER, load_text_network
@@ -578,6 +648,10 @@ CLASSIFIERS: dict[str, type[TailoredClassifier]] = {
     "image": ImageClassifier,
     "text": TextClassifier,
 }
+
+
+#: Run sub-folder of a text run's TF-IDF side head (vocabulary JSON + head weights).
+SIDE_FOLDER = "tfidf_side"
 
 
 def classifier_for(data: LabeledDataset) -> type[TailoredClassifier]:
@@ -613,9 +687,11 @@ def _text(item: Any) -> str:
     return item.text if isinstance(item, TextItem) else str(item)
 
 
-def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
+def _val_scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy and log loss of pooled per-example logits."""
     proba = softmax(logits)
-    return round(float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1)).mean()), 6)
+    loss = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1)).mean())
+    return {"accuracy": round(float((proba.argmax(1) == y).mean()), 6), "log_loss": round(loss, 6)}
 
 
 def _load_weights(model: TailoredModel, run: RunDir, partial: bool) -> None:

@@ -103,6 +103,17 @@ class TfidfText(nn.Module):
     def input_pipeline(self):
         return TfidfPipeline(self)
 
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Head outputs for raw texts, a batch of dense TF-IDF rows at a time."""
+        out = [
+            self.head(torch.from_numpy(self.transform(texts[s : s + batch_size]).toarray()))
+            .float()
+            .numpy()
+            for s in range(0, len(texts), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+
     def fit_classical(self, model, train, val, settings) -> dict[str, Any]:
         return fit_baseline(model, train, val, settings)
 
@@ -165,13 +176,11 @@ class TfidfPipeline:
 def fit_baseline(model, train, val, settings) -> dict[str, Any]:
     """Vocabulary on the training texts, then a logistic regression chosen on validation data
     (or cross-validated when there is none), copied into the Linear head."""
-    from modeltailor.backbones.text import CJK_LETTER_SHARE, CJK_TEXT_SHARE, cjk_share
     from modeltailor.training.loop import fit_logreg_head
 
     net: TfidfText = model.net
     texts = [item.text for item in train.items]
-    cjk = np.mean([cjk_share(t) >= CJK_LETTER_SHARE for t in texts]) if texts else 0.0
-    net.settings = dict(CHAR_SETTINGS if cjk >= CJK_TEXT_SHARE else WORD_SETTINGS)
+    net.settings = pick_settings(texts)
     x_train = net.fit_vocabulary(texts)
     model.refresh_groups()
     x_val = y_val = None
@@ -195,6 +204,14 @@ def fit_baseline(model, train, val, settings) -> dict[str, Any]:
         "class_weights": "balanced" if fitted["balanced"] else None,
         "rows": fitted["rows"],
     }
+
+
+def pick_settings(texts: Sequence[str]) -> dict[str, Any]:
+    """Word n-grams, or character n-grams when CJK texts are common (no spaces to split on)."""
+    from modeltailor.backbones.text import CJK_LETTER_SHARE, CJK_TEXT_SHARE, cjk_share
+
+    cjk = np.mean([cjk_share(t) >= CJK_LETTER_SHARE for t in texts]) if texts else 0.0
+    return dict(CHAR_SETTINGS if cjk >= CJK_TEXT_SHARE else WORD_SETTINGS)
 
 
 def build_tfidf(spec: BackboneSpec, num_classes: int, pretrained: bool = True) -> TfidfText:

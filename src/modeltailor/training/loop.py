@@ -55,6 +55,9 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     is_main_process: bool = True
+    #: Head-fitting strategies: the embeddings and choice the head came from (not saved).
+    features: tuple[Any, Any] | None = field(default=None, repr=False)
+    head_choice: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def class_weight_vector(labels: list[int], n_classes: int, mode: str) -> torch.Tensor | None:
@@ -227,7 +230,7 @@ def fit_linear_probe(
         "class_weights": "balanced" if fitted["balanced"] else None,
     }
     rows = fitted["rows"]
-    return FitResult(rows, info), train, val
+    return FitResult(rows, info, features=(x_train, x_val), head_choice=fitted), train, val
 
 
 def choose_c(
@@ -278,7 +281,7 @@ def _score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, f
 
     proba = _full_proba(pipe, x, n_classes)
     acc = float((proba.argmax(1) == y).mean())
-    return acc, float(log_loss(y, proba, labels=list(range(n_classes))))
+    return round(acc, 9), float(log_loss(y, proba, labels=list(range(n_classes))))
 
 
 def _full_proba(pipe, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -301,7 +304,7 @@ def _cv_score(x, y, c, balanced, n_classes, seed, scale=True) -> tuple[float, fl
     scores = []
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         scores.append(_val_score(x[tr], y[tr], x[te], y[te], c, balanced, n_classes, scale))
-    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+    return round(float(np.mean([s[0] for s in scores])), 9), float(np.mean([s[1] for s in scores]))
 
 
 def _fit_head(x, y, c, balanced, n_classes, scale=True) -> tuple[np.ndarray, np.ndarray]:
@@ -334,4 +337,11 @@ def fit_logreg_head(
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(weight))
         head.bias.copy_(torch.from_numpy(bias))
-    return {"rows": rows, "C": best["C"], "selected_by": best["selected_by"], "balanced": balanced}
+    return {
+        "rows": rows,
+        "C": best["C"],
+        "selected_by": best["selected_by"],
+        "accuracy": best["accuracy"],
+        "log_loss": best["log_loss"],
+        "balanced": balanced,
+    }

@@ -121,14 +121,12 @@ def main() -> int:
     if want("probe"):
         first = run_strategy("linear-probe", "linear-probe", train, test, out)
         again = run_strategy("linear-probe (cached rerun)", "linear-probe", train, test, out)
-        emit(
-            out,
-            {
+        if bare:  # only when the bare pass ran in this process
+            emit(out, {
                 "name": "probe overhead",
                 "first_fit_over_bare": round(first["fit_seconds"] / bare, 3),
                 "rerun_fit_over_bare": round(again["fit_seconds"] / bare, 3),
-            },
-        )
+            })  # fmt: skip
     if want("fewshot"):
         for k in [int(v) for v in args.shots.split(",")]:
             shots = few_shot(train, k, seed=0)

@@ -247,7 +247,10 @@ class TailoredClassifier:
             if k.removeprefix("net.") not in pinned
         }
         y_val = np.asarray(val.labels)
-        probe_scores = _val_scores(self._pooled_logits(model, pre, val), y_val)
+        # The probe's validation embeddings are already computed: its logits need no model pass.
+        with torch.inference_mode():
+            probe_logits = model.classifier()(torch.from_numpy(probe.features[1])).numpy()
+        probe_scores = _val_scores(probe_logits, y_val)
         result = self._train(model, strategy, train, val, pre, settings)
         tuned = _val_scores(self._pooled_logits(model, pre, val), y_val)
         # Accuracy first, then log loss (as for the probe's C): label smoothing keeps a trained

@@ -57,11 +57,7 @@ def pipeline_for(model: TailoredModel, pre: Preprocessing | TextPreprocessing) -
     """The pipeline that feeds `model`: a network that reads something else than pixels
     (text encoders carry their tokenizer) provides its own `input_pipeline()`."""
     own = getattr(model.net, "input_pipeline", None)
-    if own is not None:
-        return own()
-    if isinstance(pre, TextPreprocessing):
-        return TextPipeline(model.net)
-    return ImagePipeline(pre)
+    return own() if own is not None else ImagePipeline(pre)
 
 
 # -- images ------------------------------------------------------------------------------------

@@ -70,3 +70,30 @@ def test_spamassassin_linear_probe_on_long_emails(spam_split):
     clf = TextClassifier(strategy="linear-probe", verbose=False).fit(small_train)
     assert clf.fit_info_["long_texts"]["share_of_training_texts_windowed"] > 0.3
     assert clf.evaluate(small_test)["macro_f1"] >= 0.9
+
+
+FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
+
+
+@pytest.fixture(scope="module")
+def fsdd_nicolas():
+    """FSDD with the hardest speaker (nicolas) held out: unseen voices, never touched."""
+    if not FSDD.is_dir():
+        pytest.skip("../shared/data/fsdd absent")
+    from modeltailor import load_audio_folder
+
+    data = load_audio_folder(FSDD, group_by=r"_([a-z]+)_")
+    test = [i for i, g in enumerate(data.groups) if g == "nicolas"]
+    train = [i for i, g in enumerate(data.groups) if g != "nicolas"]
+    part, val, _ = data.subset(train).split(0.9, 0.1, 0.0, seed=0)
+    return part, val, data.subset(test)
+
+
+def test_fsdd_pretrained_probe_beats_mfcc_on_an_unseen_speaker(fsdd_nicolas):
+    from modeltailor import AudioClassifier
+
+    train, val, test = fsdd_nicolas
+    base = AudioClassifier(strategy="baseline", verbose=False).fit(train, val)
+    probe = AudioClassifier("speech-embedding", verbose=False).fit(train, val)
+    assert base.evaluate(test)["accuracy"] < 0.7
+    assert probe.evaluate(test)["accuracy"] >= 0.93

@@ -16,11 +16,13 @@ from modeltailor.errors import DataError, ModelTailorError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
+    "AudioClassifier",
     "DataError",
     "ImageClassifier",
     "ImageDataset",
     "ModelTailorError",
     "TextClassifier",
+    "load_audio_folder",
     "load_classifier",
     "load_image_folder",
     "load_text",
@@ -29,6 +31,8 @@ __all__ = [
 # Imported on first use (PEP 562): the command line starts in a fraction of a second instead of
 # loading torch, timm and Lightning for `tailor --help` or `tailor report`.
 _LAZY = {
+    "AudioClassifier": "modeltailor.api",
+    "load_audio_folder": "modeltailor.data.audio",
     "ImageClassifier": "modeltailor.api",
     "ImageDataset": "modeltailor.data",
     "load_image_folder": "modeltailor.data",

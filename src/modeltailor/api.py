@@ -115,6 +115,10 @@ class TailoredClassifier:
     def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
         return {}
 
+    def _specialise(self, spec: BackboneSpec, train: LabeledDataset) -> BackboneSpec:
+        """The backbone record fitted to the data (audio: the window length from the clips)."""
+        return spec
+
     def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
         raise NotImplementedError
 
@@ -142,6 +146,7 @@ class TailoredClassifier:
                 f"backbone '{spec.name}' cannot do {strategy.name}; backbones that can: {able}"
             )
         strategy = spec.recipe(strategy)
+        spec = self._specialise(spec, train)
         settings = self._settings()
         torch.manual_seed(self.seed)
         pre = spec.inference_preprocessing()
@@ -647,9 +652,132 @@ class TextClassifier(TailoredClassifier):
         return [{"text": item.text, **r} for item, r in ranked]
 
 
+class AudioClassifier(TailoredClassifier):
+    """Tailor a pretrained speech encoder to labelled clips (`load_audio_folder`: a folder per
+    class of WAV/FLAC/OGG files, any sample rate, mono or stereo).
+
+    The window length is chosen from the training clips (long enough for 95% of them, see
+    `choose_window`); longer clips are cut into overlapping windows whose embeddings (linear
+    probe) or logits (trained strategies) are averaged, shorter ones padded and masked.
+    `augment` turns training-time time shift, gain, noise and SpecAugment masking on.
+    """
+
+    modality = "audio"
+
+    def __init__(
+        self,
+        backbone: str | None = None,
+        strategy: str = DEFAULT_STRATEGY,
+        *,
+        augment: bool = True,
+        window_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone, strategy, **kwargs)
+        self.augment = augment
+        self.window_seconds = window_seconds
+
+    def _choose_backbone(self, train: LabeledDataset) -> str:
+        from modeltailor.defaults import DEFAULT_AUDIO_BACKBONE
+
+        if self.backbone:
+            return self.backbone
+        strategy = get_strategy(self.strategy)
+        if strategy.classical:
+            return "mfcc"
+        if strategy.name == "scratch":
+            return "mel-cnn"
+        return DEFAULT_AUDIO_BACKBONE
+
+    def _specialise(self, spec: BackboneSpec, train: LabeledDataset) -> BackboneSpec:
+        from dataclasses import replace
+
+        from modeltailor.backbones.audio import choose_window
+        from modeltailor.data.audio import AudioDataset
+
+        window = self.window_seconds
+        if window is None:
+            window = choose_window(train.durations()) if isinstance(train, AudioDataset) else 2.0
+        return replace(spec, preprocessing=replace(spec.preprocessing, window_seconds=window))
+
+    def fit(self, train: LabeledDataset, val: LabeledDataset | None = None) -> AudioClassifier:
+        super().fit(train, val)
+        self.model_.net.augment = self.augment
+        return self
+
+    def _prepare(self, data: LabeledDataset) -> LabeledDataset:
+        from modeltailor.data.audio import AudioDataset
+
+        return data.verify() if isinstance(data, AudioDataset) else data
+
+    def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
+        model.net.augment = self.augment
+        return super()._train(model, strategy, train, val, pre, settings)
+
+    def _as_items(self, X: Any) -> list:
+        return [Path(x) for x in X]
+
+    def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
+        from modeltailor.data.audio import AudioDataset
+
+        pre = model.net.pre
+        seconds = train.durations() if isinstance(train, AudioDataset) else []
+        longer = sum(s > pre.window_seconds for s in seconds)
+        return {
+            "clips": {
+                "policy": f"windows of {pre.window_seconds:g} s (chosen to hold 95% of the "
+                "training clips whole unless set), overlapping by "
+                f"{pre.window_overlap:g} of a window; shorter clips padded and the padding "
+                "masked out of pooling; embeddings (linear-probe) or logits (trained "
+                "strategies) averaged per clip",
+                "window_seconds": pre.window_seconds,
+                "sample_rate": pre.sample_rate,
+                "share_of_training_clips_windowed": round(longer / len(seconds), 4)
+                if seconds
+                else None,
+                "median_seconds": round(float(np.median(seconds)), 3) if seconds else None,
+                "augment": self.augment,
+            }
+        }
+
+    def _save_assets(self, run: RunDir) -> None:
+        from modeltailor.backbones.audio import ASSETS_FOLDER
+
+        self.model_.net.save_assets(run.path / ASSETS_FOLDER)
+
+    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
+        from modeltailor.backbones.audio import ASSETS_FOLDER, load_audio_network
+
+        pre = preprocessing_from_dict(cfg["preprocessing"])
+        if cfg.get("adapters"):  # only adapters were saved: the body is the package's
+            from dataclasses import replace
+
+            spec = get_backbone(cfg["backbone"])
+            spec = replace(spec, preprocessing=pre)
+            if spec.weights_identity() != cfg.get("base_weights"):
+                raise RunError(
+                    f"{run.path}: trained with adapters on {cfg.get('base_weights')}, but the "
+                    f"installed weights are {spec.weights_identity()} ({spec.install_hint})"
+                )
+            return spec.build(cfg["num_classes"], pretrained=True)
+        return load_audio_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
+
+    def predict_files(
+        self, paths: list[str | Path], top_k: int = 3
+    ) -> tuple[list[dict], list[Skipped]]:
+        """Predictions for clips and folders of clips; unreadable inputs are returned."""
+        from modeltailor.data.audio import find_audio
+
+        files, skipped = find_audio(paths)
+        ranked, bad = self._ranked(files, top_k)
+        skipped += [Skipped(str(p), r) for p, r in bad.items()]
+        return [{"path": str(f), **r} for f, r in ranked], skipped
+
+
 CLASSIFIERS: dict[str, type[TailoredClassifier]] = {
     "image": ImageClassifier,
     "text": TextClassifier,
+    "audio": AudioClassifier,
 }
 
 
@@ -659,8 +787,11 @@ SIDE_FOLDER = "tfidf_side"
 
 def classifier_for(data: LabeledDataset) -> type[TailoredClassifier]:
     """The classifier class for a dataset's modality (text datasets hold `TextItem`s)."""
+    from modeltailor.data.audio import AudioDataset
     from modeltailor.data.text import TextDataset
 
+    if isinstance(data, AudioDataset):
+        return AudioClassifier
     return TextClassifier if isinstance(data, TextDataset) else ImageClassifier
 
 

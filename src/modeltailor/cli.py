@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
+from modeltailor.defaults import DEFAULT_AUDIO_BACKBONE, DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
 from modeltailor.errors import ModelTailorError
 
 # Piped output (files, tests, CI logs) gets wide tables instead of rich's 80 columns.
@@ -48,12 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(title="commands")
 
     t = sub.add_parser(
-        "train", help="train on images (a folder per class) or texts (CSV/TSV/JSONL, .txt folders)"
+        "train",
+        help="train on images or audio clips (a folder per class) or texts (CSV/TSV/JSONL, "
+        ".txt folders)",
     )
     t.add_argument(
         "data",
-        help="images: <class>/<files> (or train|val|test/<class>/...); text: a .csv/.tsv/.jsonl "
-        "file, train.csv+val.csv+test.csv, or <class>/<files>.txt",
+        help="images or audio clips: <class>/<files> (or train|val|test/<class>/...); text: a "
+        ".csv/.tsv/.jsonl file, train.csv+val.csv+test.csv, or <class>/<files>.txt",
     )
     _add_training_options(t)
     t.set_defaults(func=cmd_train)
@@ -64,14 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
     e.add_argument("--batch-size", type=int, default=32)
     _add_text_options(e)
+    _add_audio_options(e)
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="classify image files or folders")
+    pr = sub.add_parser("predict", help="classify image or audio files, folders, or texts")
     pr.add_argument("run", help="run folder (runs/<name>)")
     pr.add_argument(
         "inputs",
         nargs="*",
-        help="image files/folders; text runs: a .csv/.tsv/.jsonl file or .txt files/folders",
+        help="image or audio files/folders; text runs: a .csv/.tsv/.jsonl file or .txt "
+        "files/folders",
     )
     pr.add_argument("--text", action="append", help="text to classify (repeatable; text runs)")
     pr.add_argument("--json", action="store_true", help="print predictions as JSON")
@@ -129,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--test-fraction", type=float, default=0.1)
     c.add_argument("--split-seed", type=int, default=0, help="the one split all runs share")
     _add_text_options(c)
+    _add_audio_options(c)
     c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("report", help="(re)build a run's report.html and plots, offline")
@@ -151,12 +156,14 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--strategy",
         default=DEFAULT_STRATEGY,
-        help="linear-probe | fine-tune | full | scratch (default %(default)s)",
+        help="linear-probe | fine-tune | full | scratch | lora | baseline (text, audio) | "
+        "few-shot (text) (default %(default)s)",
     )
     t.add_argument(
         "--backbone",
         help=f"see `tailor backbones` (default: {DEFAULT_IMAGE_BACKBONE} for images; minilm-l6 "
-        "for text, e5-small-multilingual when CJK texts are common)",
+        "for text, e5-small-multilingual when CJK texts are common; "
+        f"{DEFAULT_AUDIO_BACKBONE} for audio)",
     )
     t.add_argument("--weights", help="local weights file (safetensors or state dict)")
     t.add_argument("--output", help="run folder (default runs/<data>-<strategy>-<time>)")
@@ -182,6 +189,17 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_text_options(t)
+    _add_audio_options(t)
+    t.add_argument(
+        "--window",
+        type=float,
+        help="audio: window length in seconds (default: from the clips' lengths)",
+    )
+    t.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="audio: no time shift / gain / noise / SpecAugment while training",
+    )
 
 
 def _add_text_options(p: argparse.ArgumentParser) -> None:
@@ -191,12 +209,27 @@ def _add_text_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", help="file encoding, e.g. cp932 (default: detected)")
 
 
+def _add_audio_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("audio data")
+    g.add_argument(
+        "--group-by",
+        metavar="REGEX",
+        help="keep files whose names share this group (first capture group, e.g. the speaker: "
+        "'_([a-z]+)_') on one side of the split",
+    )
+
+
 def _load_labelled(args: argparse.Namespace, class_names: list[str] | None = None):
-    """Images or texts, whichever `args.data` holds."""
+    """Images, audio clips or texts, whichever `args.data` holds."""
+    from modeltailor.data.audio import load_audio_folder, looks_like_audio_folder
     from modeltailor.data.text import load_text, looks_like_text_data
 
     if looks_like_text_data(args.data):
         return load_text(args.data, args.text_column, args.label_column, args.encoding, class_names)
+    if looks_like_audio_folder(args.data):
+        return load_audio_folder(args.data, class_names, getattr(args, "group_by", None))
+    if getattr(args, "group_by", None):
+        raise ModelTailorError("--group-by applies to audio clips only")
     from modeltailor.data import load_image_folder
 
     return load_image_folder(args.data, class_names=class_names)
@@ -204,22 +237,25 @@ def _load_labelled(args: argparse.Namespace, class_names: list[str] | None = Non
 
 # -- train ------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from modeltailor.api import ImageClassifier, TextClassifier
+    from modeltailor.api import AudioClassifier, ImageClassifier, TextClassifier
+    from modeltailor.data.audio import AudioDataset
     from modeltailor.data.text import TextDataset
     from modeltailor.run import auto_run_name
 
     data = _load_labelled(args)
     data.validate(args.data)
     is_text = isinstance(data, TextDataset)
+    is_audio = isinstance(data, AudioDataset)
     train_frac = 1.0 - args.val_fraction - args.test_fraction
     train, val, test = data.split(train_frac, args.val_fraction, args.test_fraction, seed=args.seed)
     train.validate("training split")
+    modality_name = "text" if is_text else "audio" if is_audio else DEFAULT_IMAGE_BACKBONE
     run_path = (
         Path(args.output)
         if args.output
         else auto_run_name(
             args.data,
-            args.backbone or ("text" if is_text else DEFAULT_IMAGE_BACKBONE),
+            args.backbone or modality_name,
             args.strategy,
             Path(args.runs_dir),
         )
@@ -231,9 +267,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{run_path}: a run is already there; choose another --output or add --resume"
             )
     _report_skipped(data.skipped)
-    classifier = TextClassifier if is_text else ImageClassifier
+    extra: dict[str, Any] = {}
+    if is_audio:
+        classifier = AudioClassifier
+        extra = {"augment": not args.no_augment, "window_seconds": args.window}
+    else:
+        classifier = TextClassifier if is_text else ImageClassifier
+        if args.window or args.no_augment:
+            raise ModelTailorError("--window and --no-augment apply to audio clips only")
     clf = classifier(
-        backbone=args.backbone or (None if is_text else DEFAULT_IMAGE_BACKBONE),
+        backbone=args.backbone or (None if is_text or is_audio else DEFAULT_IMAGE_BACKBONE),
         strategy=args.strategy,
         weights=args.weights,
         epochs=args.epochs,
@@ -248,6 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         output=run_path,
         resume=args.resume,
         verbose=not args.quiet,
+        **extra,
     )
     started = time.perf_counter()
     clf.fit(train, val)
@@ -428,7 +472,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.text:
         raise ModelTailorError(f"{args.run} is an {clf.modality} run: --text needs a text run")
     if not args.inputs:
-        raise ModelTailorError("give image files or folders to classify")
+        raise ModelTailorError(f"give {clf.modality} files or folders to classify")
     rows, skipped = clf.predict_files(args.inputs, top_k=args.top_k)
     if args.json:
         doc = {"predictions": rows, "skipped": [s.__dict__ for s in skipped]}
@@ -606,12 +650,14 @@ def _csv(value: str) -> list[str]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from modeltailor.compare import AUTO, HEADERS, compare, table_rows
+    from modeltailor.data.audio import AudioDataset
     from modeltailor.data.text import TextDataset
 
     data = _load_labelled(args)
     data.validate(args.data)
     if args.backbones is None:
-        args.backbones = AUTO if isinstance(data, TextDataset) else DEFAULT_IMAGE_BACKBONE
+        auto = isinstance(data, TextDataset | AudioDataset)
+        args.backbones = AUTO if auto else DEFAULT_IMAGE_BACKBONE
     _report_skipped(data.skipped)
     seeds = [int(s) for s in _csv(args.seeds)]
     out_dir = Path(args.output) if args.output else _compare_dir(args)

@@ -84,6 +84,40 @@ class TextPreprocessing:
 
 
 @dataclass(frozen=True)
+class AudioPreprocessing:
+    """How a clip becomes model input (stored in every run's config, keys the embedding cache).
+
+    Clips are decoded to mono at `sample_rate`. A clip shorter than `window_seconds` is padded
+    (the padding is masked out of the pooling); a longer one is cut into windows that overlap
+    by `window_overlap` of a window, whose embeddings or logits are averaged. The window is
+    chosen from the training clips' lengths when a run is trained.
+    """
+
+    sample_rate: int = 16000
+    window_seconds: float = 2.0
+    window_overlap: float = 0.5
+    modality: str = "audio"
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AudioPreprocessing:
+        return cls(
+            sample_rate=int(d.get("sample_rate", 16000)),
+            window_seconds=float(d.get("window_seconds", 2.0)),
+            window_overlap=float(d.get("window_overlap", 0.5)),
+        )
+
+
+AnyPreprocessing = Preprocessing | TextPreprocessing | AudioPreprocessing
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """One catalogue entry.
 
@@ -95,7 +129,7 @@ class BackboneSpec:
     name: str
     modality: str
     architecture: str
-    preprocessing: Preprocessing | TextPreprocessing
+    preprocessing: AnyPreprocessing
     params_m: float
     license: str
     description: str = ""
@@ -155,12 +189,12 @@ class BackboneSpec:
             head = hashlib.sha1(f.read(1 << 20)).hexdigest()[:16]
         return f"file:{path.name}:{stat.st_size}:{head}"
 
-    def inference_preprocessing(self) -> Preprocessing | TextPreprocessing:
+    def inference_preprocessing(self) -> AnyPreprocessing:
         """What a run records: inference at `test_size`, training crops at `input_size`."""
         from dataclasses import replace
 
         pre = self.preprocessing
-        if isinstance(pre, TextPreprocessing):
+        if isinstance(pre, TextPreprocessing | AudioPreprocessing):
             return pre
         if not self.test_size or self.test_size == pre.input_size:
             return pre
@@ -171,6 +205,8 @@ class BackboneSpec:
         pre = self.preprocessing
         if isinstance(pre, TextPreprocessing):
             return f"{pre.max_length} tokens"
+        if isinstance(pre, AudioPreprocessing):
+            return f"{pre.sample_rate // 1000} kHz"
         return str(pre.input_size)
 
     def supports(self, strategy: str) -> bool:
@@ -199,10 +235,12 @@ class BackboneSpec:
         return read_state_dict(path)
 
 
-def preprocessing_from_dict(d: dict[str, Any]) -> Preprocessing | TextPreprocessing:
+def preprocessing_from_dict(d: dict[str, Any]) -> AnyPreprocessing:
     """The preprocessing record a run's config.json holds, whatever its modality."""
     if d.get("modality") == "text":
         return TextPreprocessing.from_dict(d)
+    if d.get("modality") == "audio":
+        return AudioPreprocessing.from_dict(d)
     return Preprocessing.from_dict(d)
 
 

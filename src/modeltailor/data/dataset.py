@@ -37,10 +37,14 @@ class LabeledDataset:
     skipped: list[Skipped] = field(default_factory=list)
     #: Splits the user laid out (train/ val/ test/ folders); `split()` returns them as given.
     predefined: dict[str, LabeledDataset] | None = None
+    #: A group per item (e.g. the speaker): `split()` keeps each group within one part.
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.items) != len(self.labels):
             raise ValueError("items and labels differ in length")
+        if self.groups is not None and len(self.groups) != len(self.items):
+            raise ValueError("items and groups differ in length")
         self._digests: dict[Any, str] = {}
 
     def __len__(self) -> int:
@@ -79,7 +83,10 @@ class LabeledDataset:
             source=source or self.source,
             skipped=[],
             predefined=None,
+            groups=[self.groups[i] for i in indices] if self.groups is not None else None,
         )
+        if hasattr(self, "_durations"):
+            sub._durations = self._durations
         kept = set(sub.items)  # built once: inside the comprehension it was rebuilt per key
         sub._digests = {k: v for k, v in self._digests.items() if k in kept}
         return sub
@@ -143,7 +150,10 @@ class LabeledDataset:
         test = round(1.0 - train - val, 6) if test is None else test
         if min(train, val, test) < 0 or abs(train + val + test - 1.0) > 1e-6 or train <= 0:
             raise ValueError(f"split fractions must be >= 0 and sum to 1, got {train}/{val}/{test}")
-        parts = stratified_split(self.labels, (train, val, test), seed)
+        if self.groups is not None:
+            parts = group_split(self.groups, (train, val, test), seed)
+        else:
+            parts = stratified_split(self.labels, (train, val, test), seed)
         names = ("train", "val", "test")
         out = [
             self.subset(idx, f"{self.source} [{name}]") if len(idx) else None
@@ -177,6 +187,35 @@ def stratified_split(
             part.extend(idx[start:end].tolist())
             start = end
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def group_split(groups: list[str], fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Whole groups to each part (seeded order): val and test take groups until they hold
+    their share of the items, training keeps the rest and at least one group."""
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise DataError(f"grouped split needs at least 2 groups, found {len(names)}: {names}")
+    order = [names[i] for i in rng.permutation(len(names))]
+    sizes = {g: 0 for g in names}
+    for g in groups:
+        sizes[g] += 1
+    n = len(groups)
+    assigned: dict[str, int] = {}
+    pending = list(order)
+    for part in range(len(fractions) - 1, 0, -1):  # test, then val
+        target = fractions[part] * n
+        held = 0
+        while pending and len(pending) > 1 and held < target and fractions[part] > 0:
+            g = pending.pop()
+            assigned[g] = part
+            held += sizes[g]
+    for g in pending:
+        assigned[g] = 0
+    parts: list[list[int]] = [[] for _ in fractions]
+    for i, g in enumerate(groups):
+        parts[assigned[g]].append(i)
+    return [np.asarray(p, dtype=np.int64) for p in parts]
 
 
 def content_digest(item: Any) -> str:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modeltailor.data.audio import is_audio_name
 from modeltailor.report import plots
-from modeltailor.report.html import render, thumbnail
+from modeltailor.report.html import audio_clip, render, thumbnail
 from modeltailor.report.predictions import read_predictions
 from modeltailor.run import RunDir, atomic_write_bytes
 
@@ -145,27 +146,38 @@ def _head_epochs(cfg: dict[str, Any]) -> int | None:
 def _mistakes(run_path: Path, held_name: str | None) -> dict[str, Any]:
     """The most confident wrong predictions on the held-out split, with thumbnails."""
     rows = read_predictions(run_path)
-    empty = {"rows": [], "gone": [], "texts": [], "total": 0, "n": 0, "noun": "examples"}
+    empty = {
+        "rows": [],
+        "gone": [],
+        "texts": [],
+        "clips": [],
+        "total": 0,
+        "n": 0,
+        "noun": "examples",
+    }
     if rows is None:
         return {**empty, "available": False}
     rows = [r for r in rows if r["split"] == held_name]
     wrong = [r for r in rows if r["label"] != r["predicted"]]
     wrong.sort(key=lambda r: -r["confidence"])
-    shown, gone, texts = [], [], []
+    shown, gone, texts, clips = [], [], [], []
     is_text = any(r.get("text") is not None for r in rows)
+    is_audio = bool(rows) and all(is_audio_name(Path(r["path"])) for r in rows)
     for r in wrong[:MAX_MISTAKES]:
         if is_text:  # a snippet of the text, not a thumbnail
             texts.append(r)
             continue
-        uri = thumbnail(r["path"])
-        (shown if uri else gone).append({**r, "name": Path(r["path"]).name, "uri": uri})
-    noun = "texts" if is_text else "images"
+        uri = audio_clip(r["path"]) if is_audio else thumbnail(r["path"])
+        entry = {**r, "name": Path(r["path"]).name, "uri": uri}
+        (gone if uri is None else clips if is_audio else shown).append(entry)
+    noun = "texts" if is_text else "clips" if is_audio else "images"
     return {
         **empty,
         "available": True,
         "rows": shown,
         "gone": gone,
         "texts": texts,
+        "clips": clips,
         "total": len(wrong),
         "n": len(rows),
         "noun": noun,

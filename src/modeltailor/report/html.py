@@ -37,6 +37,25 @@ def thumbnail(path: str | Path) -> str | None:
     return data_uri(buf.getvalue(), "image/jpeg")
 
 
+#: Mistaken clips are embedded for listening, cut to this many seconds (16 kHz, 16-bit).
+CLIP_SECONDS = 5.0
+
+
+def audio_clip(path: str | Path) -> str | None:
+    """A short 16-kHz WAV data URI of an audio file; None when it is gone or unreadable."""
+    import soundfile as sf
+
+    from modeltailor.data.audio import AudioReadError, decode_audio
+
+    try:
+        wave = decode_audio(path, 16000)[: int(CLIP_SECONDS * 16000)]
+    except AudioReadError:
+        return None
+    buf = io.BytesIO()
+    sf.write(buf, wave, 16000, format="WAV", subtype="PCM_16")
+    return data_uri(buf.getvalue(), "audio/wav")
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -58,7 +77,7 @@ TEMPLATE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy"
-      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+      content="default-src 'none'; img-src data:; media-src data:; style-src 'unsafe-inline'">
 <link rel="icon" href="data:,">
 <title>Report: {{ name }}</title>
 <style>
@@ -204,7 +223,8 @@ TEMPLATE = """<!doctype html>
   {% elif not mistakes.total %}
   <p class="note ok">No mistakes on the {{ mistakes.n }} {{ held_name }} {{ mistakes.noun }}.</p>
   {% else %}
-  {% set listed = mistakes.rows | length + mistakes.gone | length + mistakes.texts | length %}
+  {% set listed = mistakes.rows | length + mistakes.gone | length + mistakes.texts | length
+     + mistakes.clips | length %}
   <p class="muted">{{ mistakes.total }} of {{ mistakes.n }} {{ held_name }} {{ mistakes.noun }}
     are misclassified; the {{ listed }} the model was most sure about:</p>
   {% if mistakes.texts %}
@@ -213,6 +233,18 @@ TEMPLATE = """<!doctype html>
     <tbody>
     {% for r in mistakes.texts %}
       <tr><td class="path">{{ r.path }}</td><td class="snippet">{{ r.text }}</td>
+        <td>{{ r.label }}</td><td class="bad">{{ r.predicted }}</td>
+        <td>{{ r.confidence | fmt(2) }}</td></tr>
+    {% endfor %}
+    </tbody></table>
+  {% endif %}
+  {% if mistakes.clips %}
+  <table><thead><tr><th>clip</th><th>listen</th><th>true</th><th>predicted</th>
+    <th>confidence</th></tr></thead>
+    <tbody>
+    {% for r in mistakes.clips %}
+      <tr><td class="path">{{ r.path }}</td><td><audio controls preload="none"
+        src="{{ r.uri }}"></audio></td>
         <td>{{ r.label }}</td><td class="bad">{{ r.predicted }}</td>
         <td>{{ r.confidence | fmt(2) }}</td></tr>
     {% endfor %}

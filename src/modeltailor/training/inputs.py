@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from modeltailor.backbones.catalogue import Preprocessing, TextPreprocessing
+from modeltailor.backbones.catalogue import AudioPreprocessing, Preprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
+from modeltailor.errors import ModelTailorError
 from modeltailor.training.loaders import decoded_batches, make_loader
 
 #: Validation reads at most this many windows of one text (the first ones): a 40-page
@@ -53,7 +54,7 @@ class InputPipeline(Protocol):
         """(shuffled augmented training loader, deterministic validation loader)."""
 
 
-def pipeline_for(model: TailoredModel, pre: Preprocessing | TextPreprocessing) -> InputPipeline:
+def pipeline_for(model: TailoredModel, pre: Any) -> InputPipeline:
     """The pipeline that feeds `model`: a network that reads something else than pixels
     (text encoders carry their tokenizer) provides its own `input_pipeline()`."""
     own = getattr(model.net, "input_pipeline", None)
@@ -210,6 +211,137 @@ class LengthBucketSampler(Sampler[list[int]]):
             batches += [chunk[b : b + size] for b in range(0, len(chunk), size)]
         for b in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[b]
+
+
+# -- audio -------------------------------------------------------------------------------------
+
+
+class AudioPipeline:
+    """Windows of 16-kHz samples packed with their mask (B, 2, S): a long clip is several
+    rows (overlapping windows), a short one is padded and the padding masked out."""
+
+    channels_last = False
+
+    def __init__(self, pre: AudioPreprocessing, augment: bool = True) -> None:
+        self.pre = pre
+        self.augment = augment
+
+    def units(self, items: Sequence[Any]) -> int:
+        return len(items)
+
+    def _wave(self, item: Any, bad: dict) -> np.ndarray | None:
+        from modeltailor.data.audio import AudioReadError, load_waveform
+
+        try:
+            return load_waveform(item, self.pre.sample_rate)
+        except AudioReadError as exc:
+            bad[item] = str(exc)
+            return None
+
+    def inference_batches(self, items, batch_size, num_workers, bad):
+        rows: list[np.ndarray] = []
+        owners: list[int] = []
+        covered = 0
+        for index, item in enumerate(items):
+            wave = self._wave(item, bad)
+            covered += 1
+            if wave is not None:
+                for window in clip_windows(wave, self.pre):
+                    rows.append(window)
+                    owners.append(index)
+            if len(rows) >= batch_size:
+                yield torch.from_numpy(np.stack(rows)), owners, covered
+                rows, owners, covered = [], [], 0
+        if rows or covered:
+            yield (torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)), owners, covered
+
+    def training_loaders(self, train, val, batch_size, num_workers, seed):
+        bad: dict = {}
+        train_waves = [self._wave(item, bad) for item in train.items]
+        val_windows = [
+            clip_windows(w, self.pre)[:MAX_VAL_WINDOWS] if w is not None else []
+            for w in (self._wave(item, bad) for item in val.items)
+        ]
+        if bad:
+            first = next(iter(bad.items()))
+            raise ModelTailorError(f"{len(bad)} clips could not be decoded, first: {first}")
+        train_data = AudioClips(train_waves, train.labels, self.pre, self.augment)
+        val_rows = [w for wins in val_windows for w in wins]
+        val_labels = [lab for wins, lab in zip(val_windows, val.labels, strict=True) for _ in wins]
+        val_data = list(zip((torch.from_numpy(r) for r in val_rows), val_labels, strict=True))
+        generator = torch.Generator().manual_seed(seed)
+        drop_last = len(train) > batch_size
+        train_loader = DataLoader(
+            train_data,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=num_workers,
+            drop_last=drop_last,
+        )
+        val_loader = DataLoader(val_data, batch_size=batch_size * 2, num_workers=num_workers)
+        return train_loader, val_loader
+
+
+def clip_windows(wave: np.ndarray, pre: AudioPreprocessing) -> list[np.ndarray]:
+    """(2, S) float32 rows: [samples; mask] per window. Windows overlap by
+    `pre.window_overlap`; the last one ends at the clip's end; a short clip is zero-padded."""
+    size = pre.window_samples
+    if len(wave) <= size:
+        return [_packed(wave, size)]
+    step = max(1, size - int(size * pre.window_overlap))
+    starts = list(range(0, len(wave) - size + 1, step))
+    if starts[-1] + size < len(wave):
+        starts.append(len(wave) - size)
+    return [_packed(wave[s : s + size], size) for s in starts]
+
+
+def _packed(samples: np.ndarray, size: int, offset: int = 0) -> np.ndarray:
+    row = np.zeros((2, size), np.float32)
+    n = min(len(samples), size - offset)
+    row[0, offset : offset + n] = samples[:n]
+    row[1, offset : offset + n] = 1.0
+    return row
+
+
+class AudioClips(Dataset):
+    """Training clips: a random window of a long clip, and with `augment` a random time
+    shift, gain (+-6 dB) and additive noise (SNR 15-40 dB) — each drawn from torch's seeded
+    generator, so the same seed gives the same epochs."""
+
+    #: A short clip may start anywhere in the first part of its window.
+    MAX_SHIFT = 0.2
+
+    def __init__(self, waves, labels, pre: AudioPreprocessing, augment: bool) -> None:
+        self.waves = waves
+        self.labels = labels
+        self.pre = pre
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        wave, size = self.waves[i], self.pre.window_samples
+        if len(wave) > size:
+            start = int(torch.randint(len(wave) - size + 1, ()))
+            wave = wave[start : start + size]
+        offset = 0
+        if self.augment and len(wave) < size:
+            room = min(size - len(wave), int(size * self.MAX_SHIFT))
+            offset = int(torch.randint(room + 1, ()))
+        row = _packed(wave, size, offset)
+        if self.augment:
+            real = row[1] > 0
+            gain = 10 ** (float(torch.empty(()).uniform_(-6, 6)) / 20)
+            row[0] *= gain
+            if float(torch.rand(())) < 0.5:
+                power = float(np.mean(row[0, real] ** 2)) if real.any() else 0.0
+                snr = float(torch.empty(()).uniform_(15, 40))
+                sigma = np.sqrt(power / 10 ** (snr / 10))
+                noise = torch.randn(size).numpy() * sigma
+                row[0, real] += noise[real].astype(np.float32)
+        return torch.from_numpy(row), self.labels[i]
 
 
 # -- pooled inference ----------------------------------------------------------------------------

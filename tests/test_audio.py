@@ -18,7 +18,7 @@ import torch
 
 from modeltailor import AudioClassifier, load_audio_folder, load_classifier
 from modeltailor.backbones import get_backbone
-from modeltailor.backbones.audio import choose_window
+from modeltailor.backbones.audio import choose_window, default_audio_backbone
 from modeltailor.backbones.catalogue import AudioPreprocessing
 from modeltailor.cli import main
 from modeltailor.data.audio import decode_audio, resample
@@ -189,7 +189,7 @@ def test_cli_train_predict_evaluate_with_speakers_held_out(tmp_path, capsys):
     code = main(["train", str(DIGITS), "--group-by", SPEAKER, "--output", str(run), "--quiet"])
     assert code == 0
     cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    assert cfg["modality"] == "audio" and cfg["backbone"] == "whisper-tiny-en-encoder"
+    assert cfg["modality"] == "audio" and cfg["backbone"] == default_audio_backbone("linear-probe")
     assert cfg["preprocessing"]["window_seconds"] == 1.0
     assert cfg["fit"]["clips"]["share_of_training_clips_windowed"] == 0.0
     splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
@@ -233,6 +233,7 @@ def test_fine_tune_saves_reloads_and_is_reproducible(tmp_path, digits_split):
         return AudioClassifier(strategy="fine-tune", epochs=2, verbose=False).fit(train, val)
 
     clf = fit()
+    assert clf.spec_.name == "whisper-tiny-en-encoder"  # the default for trained strategies
     assert clf.fit_info_["clips"]["augment"] is True
     assert clf.fit_info_["head_init"]["kept"] in ("probe", "trained")
     proba = clf.predict_proba(test.items)
@@ -285,3 +286,57 @@ def test_japanese_class_and_file_names(tmp_path):
     clf = load_classifier(run)
     assert clf.classes_ == ["いち", "ゼロ"]
     assert clf.predict([root / "ゼロ" / "録音00.wav"]) == ["ゼロ"]
+
+
+def _tiny_hf_folder(folder: Path, kind: str) -> Path:
+    """A small randomly initialised transformers audio model, saved as a user's folder is."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model, WhisperConfig, WhisperModel
+
+    torch.manual_seed(0)
+    if kind == "wav2vec2":
+        model = Wav2Vec2Model(
+            Wav2Vec2Config(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                conv_dim=(32, 32),
+                conv_stride=(5, 4),
+                conv_kernel=(10, 8),
+                num_feat_extract_layers=2,
+                num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=4,
+            )
+        )
+    else:
+        model = WhisperModel(
+            WhisperConfig(
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=1,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                vocab_size=100,
+                max_target_positions=16,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+                decoder_start_token_id=1,
+            )
+        )
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "whisper"])
+def test_a_transformers_audio_folder_on_disk_is_a_backbone(tmp_path, digits_split, kind):
+    train, val, test = digits_split
+    folder = _tiny_hf_folder(tmp_path / kind, kind)
+    spec = get_backbone(str(folder))
+    assert spec.modality == "audio" and spec.architecture == f"hf-{kind}"
+    clf = AudioClassifier(str(folder), "fine-tune", epochs=1, verbose=False).fit(train, val)
+    clf.save(tmp_path / "run")
+    again = load_classifier(tmp_path / "run")
+    assert np.allclose(again.predict_proba(test.items), clf.predict_proba(test.items), atol=1e-5)

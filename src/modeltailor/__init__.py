@@ -8,9 +8,15 @@ Four lines, Model Maker style::
     clf.evaluate(test); clf.save("runs/pets")
 """
 
+import logging
+
 from modeltailor._runtime import tune_malloc
 
 tune_malloc()  # before torch allocates anything: 3-4x faster CNN training here (DESIGN.md)
+
+# torch 2.14 logs a deprecation line per Enum that transformers registers with its pytree
+# module, on every command that loads a transformer: noise for users, not their problem.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 from modeltailor.errors import DataError, ModelTailorError  # noqa: E402
 

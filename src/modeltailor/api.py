@@ -678,16 +678,9 @@ class AudioClassifier(TailoredClassifier):
         self.window_seconds = window_seconds
 
     def _choose_backbone(self, train: LabeledDataset) -> str:
-        from modeltailor.defaults import DEFAULT_AUDIO_BACKBONE
+        from modeltailor.backbones.audio import default_audio_backbone
 
-        if self.backbone:
-            return self.backbone
-        strategy = get_strategy(self.strategy)
-        if strategy.classical:
-            return "mfcc"
-        if strategy.name == "scratch":
-            return "mel-cnn"
-        return DEFAULT_AUDIO_BACKBONE
+        return self.backbone or default_audio_backbone(self.strategy)
 
     def _specialise(self, spec: BackboneSpec, train: LabeledDataset) -> BackboneSpec:
         from dataclasses import replace

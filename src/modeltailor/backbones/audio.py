@@ -479,6 +479,10 @@ def load_audio_network(folder: Path, pre: AudioPreprocessing, num_classes: int) 
         return MfccAudio(pre, num_classes)
     if kind == "mel-cnn":
         return MelCnnAudio(pre, num_classes)
+    if kind == "hf-waveform":
+        from modeltailor.backbones.audio_hf import load_waveform_network
+
+        return load_waveform_network(folder, pre, num_classes)
     raise BackboneError(f"{path}: unknown audio network '{kind}'")
 
 
@@ -498,6 +502,31 @@ def choose_window(durations: list[float]) -> float:
     q = float(np.quantile(np.asarray(durations), WINDOW_COVERAGE, method="inverted_cdf"))
     w = math.ceil(q / WINDOW_STEP - 1e-9) * WINDOW_STEP
     return float(min(MAX_WINDOW, max(MIN_WINDOW, w)))
+
+
+# -- defaults --------------------------------------------------------------------------------------
+
+
+def default_audio_backbone(strategy: str) -> str:
+    """The backbone `backbone=None` means, per strategy (bench/bench_audio.py, FSDD):
+
+    - linear-probe: `speech-embedding` when installed - the best frozen features for voices
+      the model never heard (speaker held out) and the fastest; else Whisper tiny.en;
+    - trained strategies: Whisper tiny.en (speech-embedding has no gradients);
+    - baseline: MFCC statistics; scratch: the small mel CNN.
+    """
+    from modeltailor.backbones.catalogue import get_backbone
+    from modeltailor.defaults import DEFAULT_AUDIO_BACKBONE
+    from modeltailor.strategies import get_strategy
+
+    chosen = get_strategy(strategy)
+    if chosen.classical:
+        return "mfcc"
+    if chosen.name == "scratch":
+        return "mel-cnn"
+    if chosen.uses_feature_cache and get_backbone("speech-embedding").is_installed():
+        return "speech-embedding"
+    return DEFAULT_AUDIO_BACKBONE
 
 
 # -- catalogue -------------------------------------------------------------------------------------

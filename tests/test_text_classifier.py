@@ -229,3 +229,17 @@ def test_tfidf_side_features_are_kept_only_when_they_win(tmp_path):
     )
     plain = TextClassifier(strategy="linear-probe", combine_tfidf=False, verbose=False)
     assert "tfidf_side" not in plain.fit(train, val).fit_info_
+
+
+def test_use_multilingual_probe_separates_japanese_and_refuses_training(tmp_path):
+    """The frozen numpy USE encoder: a linear-probe backbone with a clear error otherwise."""
+    from modeltailor.errors import BackboneError as _BackboneError
+
+    train, _, test = load_text(JA).split(0.8, 0.0, 0.2, seed=0)
+    assert _separation("use-multilingual", load_text(JA)) >= 0.95
+    clf = TextClassifier("use-multilingual", verbose=False).fit(train)
+    clf.save(tmp_path / "run")
+    again = load_classifier(tmp_path / "run")
+    assert np.allclose(again.predict_proba(test.items), clf.predict_proba(test.items), atol=1e-5)
+    with pytest.raises(_BackboneError, match="cannot do fine-tune; backbones that can"):
+        TextClassifier("use-multilingual", "fine-tune", verbose=False).fit(train)

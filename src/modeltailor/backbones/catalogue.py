@@ -204,7 +204,7 @@ class BackboneSpec:
         """The input column of `tailor backbones`: pixels for images, tokens for text."""
         pre = self.preprocessing
         if isinstance(pre, TextPreprocessing):
-            return f"{pre.max_length} tokens"
+            return f"{pre.max_length} tokens" if pre.max_length else "whole text"
         if isinstance(pre, AudioPreprocessing):
             return f"{pre.sample_rate // 1000} kHz"
         return str(pre.input_size)

@@ -381,10 +381,13 @@ def save_text_assets(encoder: TextEncoder, folder: Path) -> None:
 
 def load_text_network(folder: Path, pre: TextPreprocessing, num_classes: int) -> nn.Module:
     """An untrained network of the saved architecture (weights are loaded by the caller)."""
+    from modeltailor.backbones import use
     from modeltailor.backbones.tfidf import ASSETS_FILE, TfidfText
 
     if (folder / ASSETS_FILE).is_file():
         return TfidfText.load(folder, num_classes)
+    if (folder / use.ASSETS_FILE).is_file():
+        return use.UseText.load(folder, num_classes)
     return load_text_encoder(folder, pre, num_classes)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -243,3 +244,31 @@ def test_use_multilingual_probe_separates_japanese_and_refuses_training(tmp_path
     assert np.allclose(again.predict_proba(test.items), clf.predict_proba(test.items), atol=1e-5)
     with pytest.raises(_BackboneError, match="cannot do fine-tune; backbones that can"):
         TextClassifier("use-multilingual", "fine-tune", verbose=False).fit(train)
+
+
+def test_a_transformers_text_folder_on_disk_is_a_backbone(tmp_path):
+    """`save_pretrained` output of any BERT-family encoder works as --backbone DIR."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from modeltailor.backbones.text import minilm_folder
+
+    folder = tmp_path / "my-encoder"
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    spec = get_backbone(str(folder))
+    assert spec.modality == "text" and spec.preprocessing.max_length == 128
+    train, val, test = load_text(EN).split(0.7, 0.15, seed=0)
+    clf = TextClassifier(str(folder), "fine-tune", epochs=1, verbose=False).fit(train, val)
+    clf.save(tmp_path / "run")
+    again = load_classifier(tmp_path / "run")
+    assert np.allclose(again.predict_proba(test.items), clf.predict_proba(test.items), atol=1e-5)

@@ -23,7 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeltailor.backbones.catalogue import BackboneSpec, TextPreprocessing, register_backbone
+from modeltailor.backbones.catalogue import (
+    BackboneSpec,
+    TextPreprocessing,
+    register_backbone,
+    register_resolver,
+)
 from modeltailor.errors import BackboneError
 
 WORD_EMBEDDINGS = "backbone.embeddings.word_embeddings.weight"
@@ -393,14 +398,91 @@ def load_text_network(folder: Path, pre: TextPreprocessing, num_classes: int) ->
 
 def load_text_encoder(folder: Path, pre: TextPreprocessing, num_classes: int) -> TextEncoder:
     """An untrained encoder of the saved architecture (weights are loaded by the caller)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoConfig, AutoTokenizer
 
     if not (folder / "config.json").is_file():
         raise BackboneError(f"{folder}: missing the text model's config.json")
     with _quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        backbone = BertModel(BertConfig.from_pretrained(folder), add_pooling_layer=False)
+        backbone = _encoder_from_config(AutoConfig.from_pretrained(folder))
     return TextEncoder(backbone.eval(), tokenizer, pre, num_classes=num_classes)
+
+
+def _encoder_from_config(config) -> nn.Module:
+    """A randomly initialised encoder of `config`, without the pooler we never use."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:  # an architecture without a pooler argument
+        return AutoModel.from_config(config)
+
+
+# -- any transformers text encoder folder on disk ---------------------------------------------
+
+#: Encoder families whose layers sit at `encoder.layer.N` (what TextEncoder's groups read).
+FOLDER_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "mpnet", "electra", "camembert"})
+
+
+def build_text_folder(spec: BackboneSpec, num_classes: int, pretrained: bool = True):
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(spec.name).expanduser()
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if pretrained:
+            try:
+                backbone = AutoModel.from_pretrained(folder, add_pooling_layer=False)
+            except TypeError:
+                backbone = AutoModel.from_pretrained(folder)
+        else:
+            backbone = _encoder_from_config(AutoConfig.from_pretrained(folder))
+    return TextEncoder(backbone.eval(), tokenizer, spec.preprocessing, num_classes=num_classes)
+
+
+def resolve_text_folder(name: str, weights: str | None) -> BackboneSpec | None:
+    """A local transformers (or sentence-transformers) text encoder folder; None otherwise.
+
+    A sentence-transformers folder's own `max_seq_length` and Normalize module are honoured;
+    otherwise windows are the model's maximum length and embeddings are not normalised.
+    """
+    import json
+
+    folder = Path(name).expanduser()
+    if not (folder / "config.json").is_file():
+        return None
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    kind = config.get("model_type")
+    if kind not in FOLDER_TYPES:
+        return None
+    found = [folder / f for f in ("model.safetensors", "pytorch_model.bin")]
+    weights_file = next((str(f) for f in found if f.is_file()), None)
+    if weights_file is None:
+        raise BackboneError(f"{folder}: no model.safetensors or pytorch_model.bin in the folder")
+    offset = 2 if kind in ("roberta", "xlm-roberta", "camembert") else 0
+    max_length = min(512, int(config.get("max_position_embeddings", 512)) - offset)
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        max_length = int(json.loads(st_config.read_text()).get("max_seq_length", max_length))
+    modules = folder / "modules.json"
+    normalize = modules.is_file() and "Normalize" in modules.read_text(encoding="utf-8")
+    return BackboneSpec(
+        name=str(folder),
+        modality="text",
+        architecture=f"hf-{kind}",
+        preprocessing=TextPreprocessing(max_length=max_length, normalize=normalize),
+        params_m=0.0,
+        license="see the model's folder",
+        description=f"transformers {kind} encoder from {folder}",
+        weights_file=weights_file,
+        strategies=TEXT_STRATEGIES,
+        recipes=TEXT_RECIPES,
+        languages="see the model's folder",
+        builder=build_text_folder,
+    )
+
+
+register_resolver(resolve_text_folder)
 
 
 def _e5_spec() -> BackboneSpec:

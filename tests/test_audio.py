@@ -340,3 +340,12 @@ def test_a_transformers_audio_folder_on_disk_is_a_backbone(tmp_path, digits_spli
     clf.save(tmp_path / "run")
     again = load_classifier(tmp_path / "run")
     assert np.allclose(again.predict_proba(test.items), clf.predict_proba(test.items), atol=1e-5)
+
+
+def test_whisper_fine_tune_keeps_the_epoch_with_the_best_validation_accuracy(digits_split):
+    train, val, _ = digits_split
+    clf = AudioClassifier(strategy="fine-tune", epochs=2, verbose=False).fit(train, val)
+    assert clf.fit_info_["best_epoch_by"] == "val_acc"
+    scored = [r for r in clf.history_ if "val_acc" in r]
+    best = max(scored, key=lambda r: r["val_acc"])
+    assert clf.fit_info_["best_epoch"] == best["epoch"]

@@ -41,6 +41,10 @@ class Strategy:
     classical: bool = False
     #: Body tuned on same/different-class pairs, then a fitted head (few-shot text).
     contrastive: bool = False
+    #: What early stopping and the best checkpoint follow: "val_loss" (lowest) or "val_acc"
+    #: (highest; for label sets where validation accuracy saturates while the unsmoothed loss
+    #: grows with confidence).
+    monitor: str = "val_loss"
     #: Adapters injected into the body (LoRA settings for peft), None for none.
     adapters: dict | None = field(default=None, compare=False, hash=False)
 

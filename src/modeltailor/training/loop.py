@@ -99,11 +99,12 @@ def train_network(
         channels_last=pipeline.channels_last,
     )
     history = History()
+    mode = "max" if strategy.monitor == "val_acc" else "min"
     best = ModelCheckpoint(
         dirpath=checkpoint_dir,
         filename="best",
-        monitor="val_loss",
-        mode="min",
+        monitor=strategy.monitor,
+        mode=mode,
         save_top_k=1,
         save_last=True,
         enable_version_counter=False,
@@ -116,7 +117,11 @@ def train_network(
             devices=settings.devices,
             strategy=settings.distributed or "auto",
             precision=settings.precision,  # type: ignore[arg-type]
-            callbacks=[best, EarlyStopping("val_loss", patience=patience, mode="min"), history],
+            callbacks=[
+                best,
+                EarlyStopping(strategy.monitor, patience=patience, mode=mode),
+                history,
+            ],
             logger=False,
             enable_model_summary=False,
             enable_progress_bar=settings.verbose,
@@ -138,7 +143,8 @@ def train_network(
     info = {
         "epochs_run": trainer.current_epoch,
         "max_epochs": epochs,
-        "best_epoch": _best_epoch(history.rows),
+        "best_epoch": _best_epoch(history.rows, strategy.monitor),
+        "best_epoch_by": strategy.monitor,
         "early_stopped": bool(stopped and stopped.stopped_epoch),
         "class_weights": weights.tolist() if weights is not None else None,
         "world_size": trainer.world_size,
@@ -169,9 +175,12 @@ def _quiet_lightning() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _best_epoch(rows: list[dict[str, Any]]) -> int | None:
-    scored = [r for r in rows if "val_loss" in r]
-    return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None
+def _best_epoch(rows: list[dict[str, Any]], monitor: str = "val_loss") -> int | None:
+    scored = [r for r in rows if monitor in r]
+    if not scored:
+        return None
+    sign = -1.0 if monitor == "val_acc" else 1.0
+    return min(scored, key=lambda r: sign * r[monitor])["epoch"]
 
 
 def _share_cores(settings: TrainSettings) -> None:

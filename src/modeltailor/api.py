@@ -743,16 +743,7 @@ class AudioClassifier(TailoredClassifier):
 
         pre = preprocessing_from_dict(cfg["preprocessing"])
         if cfg.get("adapters"):  # only adapters were saved: the body is the package's
-            from dataclasses import replace
-
-            spec = get_backbone(cfg["backbone"])
-            spec = replace(spec, preprocessing=pre)
-            if spec.weights_identity() != cfg.get("base_weights"):
-                raise RunError(
-                    f"{run.path}: trained with adapters on {cfg.get('base_weights')}, but the "
-                    f"installed weights are {spec.weights_identity()} ({spec.install_hint})"
-                )
-            return spec.build(cfg["num_classes"], pretrained=True)
+            return _pretrained_body(run, cfg, pre)
         return load_audio_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
 
     def predict_files(
@@ -799,9 +790,14 @@ def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifi
     return CLASSIFIERS[modality].load(run.path, verbose=verbose)
 
 
-def _pretrained_body(run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
-    """The catalogue backbone an adapter run was trained on, exactly those weights."""
+def _pretrained_body(run: RunDir, cfg: dict[str, Any], pre: Any = None) -> torch.nn.Module:
+    """The catalogue backbone an adapter run was trained on, exactly those weights; `pre`
+    replaces the catalogue's preprocessing when the run specialised it (audio windows)."""
+    from dataclasses import replace
+
     spec = get_backbone(cfg["backbone"])
+    if pre is not None:
+        spec = replace(spec, preprocessing=pre)
     if spec.weights_identity() != cfg.get("base_weights"):
         raise RunError(
             f"{run.path}: trained with adapters on {cfg.get('base_weights')}, but the installed "

@@ -425,6 +425,18 @@ class TailoredClassifier:
             if name in ("train", "val")
         }
 
+    def _find_files(self, paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
+        raise NotImplementedError(f"{type(self).__name__} does not read files to predict on")
+
+    def predict_files(
+        self, paths: list[str | Path], top_k: int = 3
+    ) -> tuple[list[dict], list[Skipped]]:
+        """Predictions for files and folders; unreadable inputs are returned, not raised."""
+        files, skipped = self._find_files(paths)
+        ranked, bad = self._ranked(files, top_k)
+        skipped += [Skipped(str(p), r) for p, r in bad.items()]
+        return [{"path": str(f), **r} for f, r in ranked], skipped
+
     # -- run directory -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         self._check_fitted()
@@ -521,14 +533,8 @@ class ImageClassifier(TailoredClassifier):
             cfg["architecture"], pretrained=False, num_classes=cfg["num_classes"]
         )
 
-    def predict_files(
-        self, paths: list[str | Path], top_k: int = 3
-    ) -> tuple[list[dict], list[Skipped]]:
-        """Predictions for files and folders; unreadable inputs are returned, not raised."""
-        files, skipped = find_images(paths)
-        ranked, bad = self._ranked(files, top_k)
-        skipped += [Skipped(str(p), r) for p, r in bad.items()]
-        return [{"path": str(f), **r} for f, r in ranked], skipped
+    def _find_files(self, paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
+        return find_images(paths)
 
 
 class TextClassifier(TailoredClassifier):
@@ -746,16 +752,10 @@ class AudioClassifier(TailoredClassifier):
             return _pretrained_body(run, cfg, pre)
         return load_audio_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
 
-    def predict_files(
-        self, paths: list[str | Path], top_k: int = 3
-    ) -> tuple[list[dict], list[Skipped]]:
-        """Predictions for clips and folders of clips; unreadable inputs are returned."""
+    def _find_files(self, paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
         from modeltailor.data.audio import find_audio
 
-        files, skipped = find_audio(paths)
-        ranked, bad = self._ranked(files, top_k)
-        skipped += [Skipped(str(p), r) for p, r in bad.items()]
-        return [{"path": str(f), **r} for f, r in ranked], skipped
+        return find_audio(paths)
 
 
 CLASSIFIERS: dict[str, type[TailoredClassifier]] = {

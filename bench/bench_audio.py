@@ -125,6 +125,7 @@ def run_trial(name: str, train, test, epochs: int | None) -> tuple[dict, object]
         "fit_seconds": round(fit_s, 1),
         "train_clips_per_second": round(len(part) / fit_s, 1),
         "kept": (info.get("head_init") or {}).get("kept"),
+        "validation": (info.get("head_init") or {}).get("validation"),
         "epochs_run": info.get("epochs_run"),
     }
     return row, clf

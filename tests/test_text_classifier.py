@@ -230,6 +230,17 @@ def test_tfidf_side_features_are_kept_only_when_they_win(tmp_path):
     )
     plain = TextClassifier(strategy="linear-probe", combine_tfidf=False, verbose=False)
     assert "tfidf_side" not in plain.fit(train, val).fit_info_
+    # Fine-tune: whichever network LP-FT keeps, the side features join it when they win.
+    tuned = TextClassifier(strategy="fine-tune", epochs=1, verbose=False).fit(train, val)
+    side = tuned.fit_info_["tfidf_side"]
+    assert side["kept"] == "embeddings + TF-IDF", side
+    kept = tuned.fit_info_["head_init"]["kept"]
+    assert side["plain"]["accuracy"] == tuned.fit_info_["head_init"]["validation"][kept]["accuracy"]
+    assert tuned.score(test) >= 0.95
+    again = load_classifier(tuned.save(tmp_path / "tuned").path)
+    np.testing.assert_allclose(
+        tuned.predict_proba(test.texts), again.predict_proba(test.texts), atol=1e-5
+    )
 
 
 def test_use_multilingual_probe_separates_japanese_and_refuses_training(tmp_path):

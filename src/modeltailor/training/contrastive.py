@@ -114,6 +114,7 @@ def tune_contrastive(
         collate_fn=collate,
         generator=torch.Generator().manual_seed(settings.seed),
     )
+    model.train()  # whatever ran before (an embedding pass) may have left it in eval mode
     model.set_trainable(model.num_body_groups)
     module = PairModule(model, lr, total_steps=epochs * math.ceil(len(pairs) / batch))
     with _quiet_lightning():

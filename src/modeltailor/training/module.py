@@ -45,6 +45,10 @@ class ClassifierModule(L.LightningModule):
         return k
 
     def on_train_epoch_start(self) -> None:
+        # Train mode every epoch: Lightning keeps each submodule's mode as it found it, and a
+        # model that just computed the probe's embeddings (a cold cache) is in eval mode, which
+        # would silently train without dropout, BatchNorm updates or SpecAugment.
+        self.model.train()
         k = self._apply_freeze(self.current_epoch)
         self.log("trainable_groups", float(k), on_epoch=True, sync_dist=True)
         self.log(

@@ -168,10 +168,9 @@ def main() -> int:
             for strategy in args.fewshot_strategies.split(","):
                 if strategy == "setfit":
                     run_setfit(f"{k}-shot setfit", shots, test, out)
-                else:
-                    run_strategy(
-                        f"{k}-shot {strategy}", strategy, shots, test, out, epochs=args.epochs
-                    )
+                else:  # few-shot keeps its own recipe (1 epoch of pairs, as SetFit's)
+                    epochs = None if strategy == "few-shot" else args.epochs
+                    run_strategy(f"{k}-shot {strategy}", strategy, shots, test, out, epochs=epochs)
     if want("fine-tune"):
         run_strategy("fine-tune", "fine-tune", train, test, out, epochs=args.epochs)
     if want("lora"):

@@ -85,8 +85,10 @@ def run_setfit(name: str, train, test, out: Path) -> dict:
     started = time.perf_counter()
     model = SetFitModel.from_pretrained(str(get_model_path()))
     data = Dataset.from_dict({"text": train.texts, "label": list(train.labels)})
-    trainer = Trainer(model=model, args=TrainingArguments(seed=0), train_dataset=data)
-    trainer.train()
+    # Its Trainer saves checkpoints (270 MB) under ./checkpoints unless told otherwise.
+    with tempfile.TemporaryDirectory(prefix="bench-setfit-") as tmp:
+        args = TrainingArguments(output_dir=tmp, seed=0)
+        Trainer(model=model, args=args, train_dataset=data).train()
     fit_s = time.perf_counter() - started
     predicted = np.asarray(model.predict(test.texts))
     y = np.asarray(test.labels)

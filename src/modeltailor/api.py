@@ -676,7 +676,7 @@ class AudioClassifier(TailoredClassifier):
     The window length is chosen from the training clips (long enough for 95% of them, see
     `choose_window`); longer clips are cut into overlapping windows whose embeddings (linear
     probe) or logits (trained strategies) are averaged, shorter ones padded and masked.
-    `augment` turns training-time time shift, gain, noise and SpecAugment masking on.
+    `augment` turns training-time speed change, time shift, gain, noise and SpecAugment on.
     """
 
     modality = "audio"

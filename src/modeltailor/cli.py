@@ -198,7 +198,7 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--no-augment",
         action="store_true",
-        help="audio: no time shift / gain / noise / SpecAugment while training",
+        help="audio: no speed / time shift / gain / noise / SpecAugment while training",
     )
 
 

@@ -137,7 +137,7 @@ class AudioNet(nn.Module):
     always_frozen: tuple[str, ...] = ()
     #: Whether a training pass may mask the spectrogram (SpecAugment).
     spec_augment: bool = True
-    #: Training-time augmentation on (time shift, gain, noise, SpecAugment); the classifier's
+    #: Training-time augmentation on (speed, time shift, gain, noise, SpecAugment); the classifier's
     #: `augment` setting. Inference and cached embeddings never see it.
     augment: bool = True
 

@@ -304,13 +304,25 @@ def _packed(samples: np.ndarray, size: int, offset: int = 0) -> np.ndarray:
     return row
 
 
+def speed_changed(wave: np.ndarray, change: float) -> np.ndarray:
+    """`wave` played (1 + change) times as fast: read at that step by linear interpolation,
+    so the clip gets shorter (faster) or longer (slower) and its pitch moves with it."""
+    if change == 0 or len(wave) < 2:
+        return wave
+    at = np.arange(0, len(wave) - 1, 1 + change)
+    return np.interp(at, np.arange(len(wave)), wave).astype(np.float32)
+
+
 class AudioClips(Dataset):
-    """Training clips: a random window of a long clip, and with `augment` a random time
-    shift, gain (+-6 dB) and additive noise (SNR 15-40 dB) — each drawn from torch's seeded
-    generator, so the same seed gives the same epochs."""
+    """Training clips: a random window of a long clip, and with `augment` a random speed
+    change (+-10%), time shift, gain (+-6 dB) and additive noise (SNR 15-40 dB) — each drawn
+    from torch's seeded generator, so the same seed gives the same epochs."""
 
     #: A short clip may start anywhere in the first part of its window.
     MAX_SHIFT = 0.2
+    #: Speed perturbation (Ko et al. 2015, Kaldi's 0.9/1.0/1.1): tempo and pitch change
+    #: together, so the model hears each word said faster and slower than in the data.
+    MAX_SPEED_CHANGE = 0.1
 
     def __init__(self, waves, labels, pre: AudioPreprocessing, augment: bool) -> None:
         self.waves = waves
@@ -323,6 +335,9 @@ class AudioClips(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         wave, size = self.waves[i], self.pre.window_samples
+        if self.augment:
+            change = float(torch.empty(()).uniform_(-1, 1)) * self.MAX_SPEED_CHANGE
+            wave = speed_changed(wave, change)
         if len(wave) > size:
             start = int(torch.randint(len(wave) - size + 1, ()))
             wave = wave[start : start + size]

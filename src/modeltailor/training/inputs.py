@@ -28,6 +28,18 @@ from modeltailor.training.loaders import decoded_batches, make_loader
 MAX_VAL_WINDOWS = 8
 #: Length-sorted training batches are drawn from pools of this many batches, then shuffled.
 BUCKET_BATCHES = 50
+#: What a backward pass keeps grows with rows x tokens x width x depth. 32 MiniLM windows
+#: (256 tokens, 384-d, 6 layers) are the reference; a bigger text model trains fewer rows at
+#: once and accumulates gradients up to the same step. Without this, mpnet-base (384 tokens,
+#: 768-d, 12 layers) at 32 rows passed 20 GB and was OOM-killed on a 24 GB machine.
+REFERENCE_TEXT_LOAD = 32 * 256 * 384 * 6
+
+
+def rows_at_once(rows_per_step: int, load_per_row: int) -> int:
+    """The largest divisor of `rows_per_step` whose load stays within REFERENCE_TEXT_LOAD
+    (a divisor, so accumulated micro-batches make exactly the step asked for)."""
+    cap = max(1, REFERENCE_TEXT_LOAD // max(1, load_per_row))
+    return max(d for d in range(1, rows_per_step + 1) if rows_per_step % d == 0 and d <= cap)
 
 
 class InputPipeline(Protocol):
@@ -54,6 +66,10 @@ class InputPipeline(Protocol):
     ) -> tuple[DataLoader, DataLoader]:
         """(shuffled augmented training loader, deterministic validation loader)."""
 
+    def rows_at_once(self, batch_size: int) -> int:
+        """Training rows one forward/backward pass may hold (a divisor of `batch_size`); the
+        loop accumulates gradients over `batch_size // rows_at_once` of them per step."""
+
 
 def pipeline_for(model: TailoredModel, pre: Any) -> InputPipeline:
     """The pipeline that feeds `model`: a network that reads something else than pixels
@@ -78,6 +94,9 @@ class ImagePipeline:
 
     def inference_batches(self, items, batch_size, num_workers, bad):
         yield from decoded_batches(list(items), self.pre, batch_size, num_workers, bad)
+
+    def rows_at_once(self, batch_size: int) -> int:
+        return batch_size  # BatchNorm statistics need the whole batch in one pass
 
     def training_loaders(self, train, val, batch_size, num_workers, seed):
         from modeltailor.data.transforms import eval_transform, train_transform
@@ -124,6 +143,10 @@ class TextPipeline:
                 remaining[owner] -= 1
                 finished += remaining[owner] == 0
             yield self.encoder.collate([w for _, w in rows]), owners, finished
+
+    def rows_at_once(self, batch_size: int) -> int:
+        enc = self.encoder
+        return rows_at_once(batch_size, enc.pre.max_length * enc.num_features * enc.num_layers)
 
     def training_loaders(self, train, val, batch_size, num_workers, seed):
         train_data = TextWindows(self._windows(train.items), train.labels, random_window=True)
@@ -229,6 +252,9 @@ class AudioPipeline:
 
     def units(self, items: Sequence[Any]) -> int:
         return len(items)
+
+    def rows_at_once(self, batch_size: int) -> int:
+        return batch_size  # audio encoders here are small (whisper-tiny/base)
 
     def _wave(self, item: Any, bad: dict) -> np.ndarray | None:
         from modeltailor.data.audio import AudioReadError, load_waveform

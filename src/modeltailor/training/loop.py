@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from collections import Counter
@@ -84,14 +85,17 @@ def train_network(
     _share_cores(settings)
     epochs = settings.epochs if settings.epochs is not None else strategy.epochs
     pipeline = pipeline_for(model, pre)
+    # A big text model takes part of the batch per pass and accumulates to the full step.
+    at_once = pipeline.rows_at_once(settings.batch_size)
+    accumulate = settings.batch_size // at_once
     train_loader, val_loader = pipeline.training_loaders(
-        train, val, settings.batch_size, settings.num_workers, settings.seed
+        train, val, at_once, settings.num_workers, settings.seed
     )
     weights = class_weight_vector(train.labels, len(train.class_names), settings.class_weights)
     module = ClassifierModule(
         model,
         strategy,
-        steps_per_epoch=len(train_loader),
+        steps_per_epoch=math.ceil(len(train_loader) / accumulate),
         epochs=epochs,
         lr=settings.lr,
         class_weights=weights,
@@ -113,6 +117,7 @@ def train_network(
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
+            accumulate_grad_batches=accumulate,
             accelerator=settings.accelerator,
             devices=settings.devices,
             strategy=settings.distributed or "auto",
@@ -147,6 +152,8 @@ def train_network(
         "best_epoch_by": strategy.monitor,
         "early_stopped": bool(stopped and stopped.stopped_epoch),
         "class_weights": weights.tolist() if weights is not None else None,
+        "examples_per_step": settings.batch_size,
+        "examples_at_once": at_once,
         "world_size": trainer.world_size,
         "resumed_from": ckpt,
     }

@@ -178,18 +178,20 @@ def test_lora_trains_adapters_only_and_saves_a_small_run(tmp_path):
 
 
 def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
-    """8 texts per class, no validation split: pairs tune the body, the head is chosen by
-    cross-validation (and config says so); the model must not collapse to one class."""
-    from modeltailor.training.contrastive import PAIRS_PER_TEXT
-
+    """8 texts per class, no validation split: every pair of the 24 texts tunes the body in
+    one step, the head is SetFit's fixed logistic regression (config says so, and that no
+    TF-IDF features were tried); the model must not collapse to one class."""
     data = load_text(EN)
     labels = np.asarray(data.labels)
     picked = [int(i) for c in range(3) for i in np.flatnonzero(labels == c)[:8]]
     held_out = [i for i in range(len(data)) if i not in picked]
     clf = TextClassifier(strategy="few-shot", verbose=False).fit(data.subset(picked))
-    assert clf.fit_info_["contrastive"]["pairs"] == 24 * PAIRS_PER_TEXT
-    assert clf.fit_info_["contrastive"]["pairs_at_once"] == 16  # MiniLM: no accumulation
-    assert clf.fit_info_["selected_by"] == "cross-validation on train"
+    tuned = clf.fit_info_["contrastive"]
+    assert tuned["texts_per_step"] == 24 and tuned["pairs_per_step"] == 24 * 23 // 2
+    assert tuned["steps"] == tuned["epochs"] == 16  # one step a pass: all 24 fit in one
+    assert tuned["final_train_loss"] < 0.1
+    assert clf.fit_info_["selected_by"].startswith("fixed") and clf.fit_info_["C"] == 1.0
+    assert "tfidf_side" not in clf.fit_info_
     predicted = clf.predict([data.items[i].text for i in held_out])
     truth = [data.class_names[labels[i]] for i in held_out]
     assert len(set(predicted)) == 3  # no collapse onto one class
@@ -198,14 +200,25 @@ def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
     assert again.predict(["I was charged twice"]) == clf.predict(["I was charged twice"])
 
 
-def test_bigger_text_models_tune_fewer_pairs_at_once_toward_the_same_step():
-    from modeltailor.training.contrastive import pairs_at_once
+def test_all_pairs_loss_is_zero_only_for_separated_classes():
+    from modeltailor.training.contrastive import all_pairs_loss
 
-    assert pairs_at_once(16, 256, 384, 6) == 16  # minilm-l6, the reference
-    assert pairs_at_once(16, 512, 384, 12) == 4  # e5-small: 4 at once, 4 accumulated
-    assert pairs_at_once(16, 384, 768, 12) == 2  # mpnet-base: OOM-killed at 16 on 24 GB
-    assert pairs_at_once(6, 4096, 4096, 48) == 1  # never zero
-    assert 6 % pairs_at_once(6, 512, 384, 12) == 0  # always a divisor of the step
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[1.0, 0], [2.0, 0], [0, 1.0], [0, 3.0]])  # cos 1 within, 0 across
+    assert all_pairs_loss(separated, labels).item() == pytest.approx(0.0, abs=1e-6)
+    mixed = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0], [0, 1.0]])  # each pair of a class apart
+    # same-class pairs: cos 0 -> error 1; different-class pairs: two at cos 1 of four -> 0.5
+    assert all_pairs_loss(mixed, labels).item() == pytest.approx((1.0 + 0.5) / 2)
+    assert all_pairs_loss(separated[[0, 2]], labels[[0, 2]]).item() == pytest.approx(0.0)
+
+
+def test_bigger_text_models_tune_fewer_texts_per_step():
+    from modeltailor.training.contrastive import texts_per_step
+
+    assert texts_per_step(32, 256, 384, 6) == 32  # minilm-l6, the reference
+    assert texts_per_step(32, 512, 384, 12) == 8  # e5-small
+    assert texts_per_step(32, 384, 768, 12) == 4  # mpnet-base: OOM-killed at 32 pairs on 24 GB
+    assert texts_per_step(32, 4096, 4096, 48) == 2  # never fewer than one pair
 
 
 def test_training_loop_takes_part_of_a_big_step_at_once_and_accumulates():

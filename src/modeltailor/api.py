@@ -276,28 +276,28 @@ class TailoredClassifier:
         return result, train, val
 
     def _fit_contrastive(self, model, strategy, train, val, pre, settings) -> FitResult:
-        """Pairs tune the body; the head is then chosen on validation data, or by
-        cross-validation on the training texts when there is none (few-shot: none)."""
+        """Pairs tune the body; the head is then chosen on validation data. Without any (the
+        usual few-shot case) it is SetFit's head, a logistic regression with C=1 on the tuned
+        embeddings: cross-validation cannot choose, since the body was tuned on those very
+        texts and separates every fold perfectly (so it picked the weakest regularisation),
+        and for the same reason no TF-IDF side features are tried."""
         from modeltailor.training.contrastive import tune_contrastive
-        from modeltailor.training.loop import C_GRID, fit_logreg_head
+        from modeltailor.training.loop import C_GRID, fit_fixed_head, fit_logreg_head
 
         epochs = self.epochs if self.epochs is not None else strategy.epochs
         lr = self.lr if self.lr is not None else strategy.lr
         info = tune_contrastive(model, train, lr, epochs, settings)
-        has_val = val is not None and len(val) > 0
         x_train = self._embed(model, pre, train)
-        x_val = self._embed(model, pre, val) if has_val else None
+        y_train, n_classes = np.asarray(train.labels), len(train.class_names)
+        if val is None or len(val) == 0:
+            fitted = fit_fixed_head(model, x_train, y_train, n_classes, settings, c=1.0)
+            info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
+            return FitResult([], info)
+        x_val = self._embed(model, pre, val)
         fitted = fit_logreg_head(
-            model,
-            x_train,
-            np.asarray(train.labels),
-            x_val,
-            np.asarray(val.labels) if has_val else None,
-            len(train.class_names),
-            settings,
-            C_GRID,
-            scale=True,
-        )
+            model, x_train, y_train, x_val, np.asarray(val.labels), n_classes, settings,
+            C_GRID, scale=True,
+        )  # fmt: skip
         info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
         return FitResult(fitted["rows"], info, features=(x_train, x_val), head_choice=fitted)
 

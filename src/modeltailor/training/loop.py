@@ -361,3 +361,19 @@ def fit_logreg_head(
         "log_loss": best["log_loss"],
         "balanced": balanced,
     }
+
+
+def fit_fixed_head(model: TailoredModel, x_train, y_train, n_classes, settings, c: float):
+    """A logistic regression with a fixed C on the raw features, copied into `model`'s head:
+    for when nothing honest is left to choose C on (few-shot without validation data)."""
+    balanced = class_weight_vector(list(y_train), n_classes, settings.class_weights) is not None
+    weight, bias = _fit_head(x_train, y_train, c, balanced, n_classes, scale=False)
+    head = model.classifier()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return {
+        "C": c,
+        "selected_by": "fixed (SetFit's head; no validation data)",
+        "balanced": balanced,
+    }

@@ -199,7 +199,7 @@ def main() -> int:
                     name = f"{k}-shot {strategy}{tag}"
                     if strategy == "setfit":
                         row = run_setfit(name, shots, test, out)
-                    else:  # few-shot keeps its own recipe (1 epoch of pairs, as SetFit's)
+                    else:  # few-shot keeps its own recipe (16 passes: SetFit's work at 8-shot)
                         epochs = None if strategy == "few-shot" else args.epochs
                         extra = model if strategy != "baseline" else {}
                         row = run_strategy(

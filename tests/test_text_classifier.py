@@ -198,6 +198,14 @@ def test_few_shot_contrastive_with_eight_examples_per_class(tmp_path):
     assert np.mean([p == t for p, t in zip(predicted, truth, strict=True)]) >= 0.75
     again = load_classifier(clf.save(tmp_path / "run").path)
     assert again.predict(["I was charged twice"]) == clf.predict(["I was charged twice"])
+    # the per-pass pair loss is the run's history, drawn as its learning curve
+    with (tmp_path / "run" / "history.csv").open(encoding="utf-8") as f:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
+    assert len(losses) == 16 and losses[-1] < losses[0]
+    from modeltailor.report import write_report
+
+    assert "no history.csv" not in write_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert (tmp_path / "run" / "report" / "learning_curves.png").is_file()
 
 
 def test_all_pairs_loss_is_zero_only_for_separated_classes():

@@ -286,20 +286,25 @@ class TailoredClassifier:
 
         epochs = self.epochs if self.epochs is not None else strategy.epochs
         lr = self.lr if self.lr is not None else strategy.lr
-        info = tune_contrastive(model, train, lr, epochs, settings)
+        info, history = tune_contrastive(model, train, lr, epochs, settings)
         x_train = self._embed(model, pre, train)
         y_train, n_classes = np.asarray(train.labels), len(train.class_names)
         if val is None or len(val) == 0:
             fitted = fit_fixed_head(model, x_train, y_train, n_classes, settings, c=1.0)
             info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
-            return FitResult([], info)
+            return FitResult(history, info)
         x_val = self._embed(model, pre, val)
         fitted = fit_logreg_head(
             model, x_train, y_train, x_val, np.asarray(val.labels), n_classes, settings,
             C_GRID, scale=True,
         )  # fmt: skip
-        info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
-        return FitResult(fitted["rows"], info, features=(x_train, x_val), head_choice=fitted)
+        info = {
+            "contrastive": info,
+            "C": fitted["C"],
+            "selected_by": fitted["selected_by"],
+            "head_search": fitted["rows"],
+        }
+        return FitResult(history, info, features=(x_train, x_val), head_choice=fitted)
 
     def _embed(self, model, pre, data: LabeledDataset) -> np.ndarray:
         """Per-example embeddings (windows averaged), computed afresh: the body was just tuned,

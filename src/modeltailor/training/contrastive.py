@@ -100,9 +100,10 @@ class PairModule(L.LightningModule):
 
 def tune_contrastive(
     model: TailoredModel, train: LabeledDataset, lr: float, epochs: int, settings: Any
-) -> dict[str, Any]:
-    """Tune every body layer on the pairs of `train` (each text's first window); `epochs`
-    passes over the texts."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Tune every body layer on the pairs of `train` (each text's first window) for `epochs`
+    passes over the texts; returns what config.json records and the per-pass history."""
+    from modeltailor.training.callbacks import History
     from modeltailor.training.loop import _quiet_lightning
 
     L.seed_everything(settings.seed, workers=True, verbose=False)
@@ -128,6 +129,7 @@ def tune_contrastive(
     model.train()  # whatever ran before (an embedding pass) may have left it in eval mode
     model.set_trainable(model.num_body_groups)
     module = PairModule(model, lr, total_steps=epochs * len(loader))
+    history = History()
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
@@ -139,10 +141,11 @@ def tune_contrastive(
             enable_progress_bar=settings.verbose,
             deterministic=True,
             num_sanity_val_steps=0,
+            callbacks=[history],
         )
         trainer.fit(module, loader)
     model.eval()
-    return {
+    info = {
         "method": "contrastive sentence pairs (SetFit-style objective over every pair of a "
         "batch), cosine-similarity loss",
         "texts_per_step": per_step,
@@ -154,3 +157,4 @@ def tune_contrastive(
             float(trainer.callback_metrics.get("train_loss", float("nan"))), 5
         ),
     }
+    return info, history.rows

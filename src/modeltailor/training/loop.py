@@ -348,11 +348,7 @@ def fit_logreg_head(
     rows, best = choose_c(
         x_train, y_train, x_val, y_val, n_classes, balanced, settings.seed, grid, scale
     )
-    weight, bias = _fit_head(x_train, y_train, best["C"], balanced, n_classes, scale)
-    head = model.classifier()
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight))
-        head.bias.copy_(torch.from_numpy(bias))
+    _install_head(model, *_fit_head(x_train, y_train, best["C"], balanced, n_classes, scale))
     return {
         "rows": rows,
         "C": best["C"],
@@ -367,13 +363,16 @@ def fit_fixed_head(model: TailoredModel, x_train, y_train, n_classes, settings, 
     """A logistic regression with a fixed C on the raw features, copied into `model`'s head:
     for when nothing honest is left to choose C on (few-shot without validation data)."""
     balanced = class_weight_vector(list(y_train), n_classes, settings.class_weights) is not None
-    weight, bias = _fit_head(x_train, y_train, c, balanced, n_classes, scale=False)
-    head = model.classifier()
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight))
-        head.bias.copy_(torch.from_numpy(bias))
+    _install_head(model, *_fit_head(x_train, y_train, c, balanced, n_classes, scale=False))
     return {
         "C": c,
         "selected_by": "fixed (SetFit's head; no validation data)",
         "balanced": balanced,
     }
+
+
+def _install_head(model: TailoredModel, weight: np.ndarray, bias: np.ndarray) -> None:
+    head = model.classifier()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))

@@ -84,9 +84,8 @@ def main() -> int:
 
     emit({"event": "split", "development": len(dev), "shots": args.shots, "draws": args.draws})
     for variant in args.variants.split(","):
-        rows = []
+        rows, extra = [], variant_settings(variant)
         for draw in range(args.draws):
-            extra = variant_settings(variant)
             started = time.perf_counter()
             clf = TextClassifier(strategy="few-shot", verbose=False, **extra)
             clf.fit(few_shot(train, args.shots, seed=draw))

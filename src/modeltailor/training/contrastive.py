@@ -21,11 +21,11 @@ import lightning as L
 import torch
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
-from modeltailor.training.inputs import rows_at_once
+from modeltailor.training.inputs import TextCollate, TextWindows, rows_at_once
 
 
 def texts_per_step(batch_size: int, max_length: int, width: int, depth: int) -> int:
@@ -33,19 +33,6 @@ def texts_per_step(batch_size: int, max_length: int, width: int, depth: int) -> 
     accumulated over parts of it: a big model takes fewer texts per step instead, under the
     load rule of every text training batch (`inputs.rows_at_once`)."""
     return max(2, rows_at_once(batch_size, max_length * width * depth))
-
-
-class _Texts(Dataset):
-    """Each training text's first window and its label."""
-
-    def __init__(self, windows: list[list[int]], labels: list[int]) -> None:
-        self.windows, self.labels = windows, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.windows[i], self.labels[i]
 
 
 def all_pairs_loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -108,22 +95,17 @@ def tune_contrastive(
 
     L.seed_everything(settings.seed, workers=True, verbose=False)
     encoder = model.net
-    windows = [wins[0] for wins in encoder.encode([item.text for item in train.items])]
+    windows = encoder.encode([item.text for item in train.items])
     per_step = texts_per_step(
         settings.batch_size, encoder.pre.max_length, encoder.num_features, encoder.num_layers
     )
     per_step = min(per_step, len(windows))
-
-    def collate(rows):
-        w, y = zip(*rows, strict=True)
-        return encoder.collate(w), torch.tensor(y)
-
     loader = DataLoader(
-        _Texts(windows, list(train.labels)),
+        TextWindows(windows, list(train.labels)),  # each text's first window
         batch_size=per_step,
         shuffle=True,
         drop_last=len(windows) % per_step == 1,  # a lone text has no pair
-        collate_fn=collate,
+        collate_fn=TextCollate(encoder.collate),
         generator=torch.Generator().manual_seed(settings.seed),
     )
     model.train()  # whatever ran before (an embedding pass) may have left it in eval mode

@@ -152,7 +152,7 @@ class TextPipeline:
         train_data = TextWindows(self._windows(train.items), train.labels, random_window=True)
         val_windows = [w[:MAX_VAL_WINDOWS] for w in self._windows(val.items)]
         val_data = TextWindows.flattened(val_windows, val.labels)
-        collate = _TextCollate(self.encoder.collate)
+        collate = TextCollate(self.encoder.collate)
         generator = torch.Generator().manual_seed(seed)
         sampler = LengthBucketSampler(train_data.lengths, batch_size, generator)
         train_loader = DataLoader(
@@ -197,7 +197,7 @@ class TextWindows(Dataset):
         return wins[pick], self.labels[i]
 
 
-class _TextCollate:
+class TextCollate:
     """Dynamic padding: pad each batch to its own longest window (picklable for workers)."""
 
     def __init__(self, collate: Callable[[Sequence[Sequence[int]]], torch.Tensor]) -> None:

@@ -282,7 +282,7 @@ class TailoredClassifier:
         texts and separates every fold perfectly (so it picked the weakest regularisation),
         and for the same reason no TF-IDF side features are tried."""
         from modeltailor.training.contrastive import tune_contrastive
-        from modeltailor.training.loop import C_GRID, fit_fixed_head, fit_logreg_head
+        from modeltailor.training.heads import C_GRID, fit_fixed_head, fit_logreg_head
 
         epochs = self.epochs if self.epochs is not None else strategy.epochs
         lr = self.lr if self.lr is not None else strategy.lr

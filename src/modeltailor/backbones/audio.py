@@ -384,8 +384,8 @@ class MfccAudio(AudioNet):
     def fit_classical(self, model, train, val, settings) -> dict[str, Any]:
         """Standardised MFCC statistics + logistic regression, C chosen on validation data
         (cross-validated without), folded into the Linear head."""
+        from modeltailor.training.heads import C_GRID, fit_logreg_head
         from modeltailor.training.inputs import pooled_outputs
-        from modeltailor.training.loop import C_GRID, fit_logreg_head
 
         pipeline = self.input_pipeline()
 

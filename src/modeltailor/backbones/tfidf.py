@@ -176,7 +176,7 @@ class TfidfPipeline:
 def fit_baseline(model, train, val, settings) -> dict[str, Any]:
     """Vocabulary on the training texts, then a logistic regression chosen on validation data
     (or cross-validated when there is none), copied into the Linear head."""
-    from modeltailor.training.loop import fit_logreg_head
+    from modeltailor.training.heads import fit_logreg_head
 
     net: TfidfText = model.net
     texts = [item.text for item in train.items]

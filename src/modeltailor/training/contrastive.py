@@ -91,7 +91,7 @@ def tune_contrastive(
     """Tune every body layer on the pairs of `train` (each text's first window) for `epochs`
     passes over the texts; returns what config.json records and the per-pass history."""
     from modeltailor.training.callbacks import History
-    from modeltailor.training.loop import _quiet_lightning
+    from modeltailor.training.loop import quiet_lightning
 
     L.seed_everything(settings.seed, workers=True, verbose=False)
     encoder = model.net
@@ -112,7 +112,7 @@ def tune_contrastive(
     model.set_trainable(model.num_body_groups)
     module = PairModule(model, lr, total_steps=epochs * len(loader))
     history = History()
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
             accelerator=settings.accelerator,

@@ -40,7 +40,7 @@ def fit_hybrid_head(
     """
     import scipy.sparse as sp
 
-    from modeltailor.training.loop import _fit_head, choose_c, class_weight_vector
+    from modeltailor.training.heads import choose_c, class_weight_vector, fit_head
 
     texts = [item.text for item in train.items]
     side = TfidfText(pick_settings(texts) if texts else WORD_SETTINGS, len(train.class_names))
@@ -80,7 +80,7 @@ def fit_hybrid_head(
         record["kept"] = "embeddings only"
         return None, record
     w = best["embedding_weight"]
-    weight, bias = _fit_head(
+    weight, bias = fit_head(
         joined(x_train, t_train, w), y_train, best["C"], balanced, n_classes, scale=False
     )
     d = x_train.shape[1]

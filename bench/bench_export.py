@@ -24,6 +24,7 @@ import torch
 import modeltailor  # noqa: F401  (applies the malloc fix first)
 from modeltailor.cli import main as tailor
 from modeltailor.export.base import prepare
+from modeltailor.export.runners import OnnxRunner, TfliteRunner, TorchRunner
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera_data"
 THREADS = 2
@@ -44,30 +45,20 @@ def timed(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, reps: int) -> l
 
 
 def eager_runner(model) -> Callable[[np.ndarray], np.ndarray]:
-    model = model.eval().to(memory_format=torch.channels_last)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return model(t).numpy()
-
-    return run
+    return _pixels_in(TorchRunner(model, ["pixels"]).channels_last())
 
 
 def onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    return _pixels_in(OnnxRunner(path, THREADS))
 
 
 def tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from modeltailor.export.tflite import tflite_runner as runner
+    return _pixels_in(TfliteRunner(path, THREADS))
 
-    return runner(path, THREADS)
+
+def _pixels_in(runner) -> Callable[[np.ndarray], np.ndarray]:
+    """The shared runners (the ones export verification and `tailor serve` use) over pixels."""
+    return lambda x: runner({"pixels": x})
 
 
 def ensure_run(run: Path, data: Path) -> None:

@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from sklearn.base import BaseEstimator
 
 from modeltailor.backbones import get_backbone
 from modeltailor.backbones.catalogue import BackboneSpec, preprocessing_from_dict
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset, Skipped
-from modeltailor.data.images import ImageDataset, find_images
-from modeltailor.data.text import TextItem
 from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY  # noqa: F401 (re-exported)
-from modeltailor.errors import BackboneError, DataError, RunError
+from modeltailor.errors import BackboneError, DataError, ModelTailorError, RunError
 from modeltailor.evaluation.metrics import classification_metrics
+from modeltailor.modalities import Modality, get_modality
 from modeltailor.run import FORMAT_VERSION, RunDir
 from modeltailor.strategies import get_strategy
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
@@ -34,15 +34,20 @@ from modeltailor.training.inference import predict_logits, softmax
 from modeltailor.training.loop import FitResult, TrainSettings, fit_linear_probe, train_network
 
 
-class TailoredClassifier:
-    """What every modality shares: fit, calibrate, predict, evaluate, save and load.
+class TailoredClassifier(BaseEstimator):
+    """The one estimator: fit, calibrate, predict, evaluate, save and load, for every modality.
 
-    Parameters are stored as given (scikit-learn's contract); they are resolved in `fit`.
-    `output` is where checkpoints go during `fit` (a temporary folder when None). A modality
-    subclass says how its items are read, which backbone is the default and how a saved
-    network is rebuilt; the training loop, strategies and run folder are the same.
+    scikit-learn's contract: the constructor stores its settings as given (resolved in `fit`),
+    `get_params`/`set_params` and `sklearn.base.clone` work, fitted attributes end in `_`.
+    `output` is where checkpoints go during `fit` (a temporary folder when None). Everything
+    that differs between images, texts and audio is asked of the modality (`modalities/`):
+    the subclasses below only name theirs.
+
+    Modality settings: `augment` and `window_seconds` (audio), `combine_tfidf` (text: let
+    closed-form heads add TF-IDF features when that wins on validation data).
     """
 
+    #: Name of the registered modality (modalities/) this estimator tailors models for.
     modality = ""
 
     def __init__(
@@ -65,6 +70,9 @@ class TailoredClassifier:
         output: str | Path | None = None,
         resume: bool = False,
         verbose: bool = True,
+        augment: bool = True,
+        window_seconds: float | None = None,
+        combine_tfidf: bool = True,
     ) -> None:
         self.backbone = backbone
         self.strategy = strategy
@@ -83,6 +91,14 @@ class TailoredClassifier:
         self.output = output
         self.resume = resume
         self.verbose = verbose
+        self.augment = augment
+        self.window_seconds = window_seconds
+        self.combine_tfidf = combine_tfidf
+
+    @property
+    def modality_(self) -> Modality:
+        """The registered modality object (images, texts, audio, or one a user added)."""
+        return get_modality(self.modality)
 
     # -- fitting -------------------------------------------------------------------------------
     def _settings(self) -> TrainSettings:
@@ -101,32 +117,13 @@ class TailoredClassifier:
             verbose=self.verbose,
         )
 
-    # -- modality hooks ----------------------------------------------------------------------
-    def _choose_backbone(self, train: LabeledDataset) -> str:
-        return self.backbone or DEFAULT_IMAGE_BACKBONE
-
-    def _prepare(self, data: LabeledDataset) -> LabeledDataset:
-        """Drop what cannot be read before training (images: files that fail to decode)."""
-        return data
-
-    def _as_items(self, X: Any) -> list:
-        return list(X)
-
-    def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
-        return {}
-
-    def _specialise(self, spec: BackboneSpec, train: LabeledDataset) -> BackboneSpec:
-        """The backbone record fitted to the data (audio: the window length from the clips)."""
-        return spec
-
-    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def _extend_head(self, model, train, val, pre, result: FitResult, settings) -> None:
-        """After a closed-form head: a modality may add side features (text: TF-IDF)."""
-
-    def _save_assets(self, run: RunDir) -> None:
-        """Files besides the weights that loading needs (text: architecture + tokenizer)."""
+    def _check_options(self) -> None:
+        """A modality setting changed from its default on a modality that does not read it
+        would be silently ignored: refuse it instead."""
+        defaults = TailoredClassifier().get_params()
+        for name in ("augment", "window_seconds", "combine_tfidf"):
+            if getattr(self, name) != defaults[name] and name not in self.modality_.options:
+                raise ModelTailorError(f"{name} does not apply to {self.modality_.noun}")
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, train: LabeledDataset, val: LabeledDataset | None = None) -> TailoredClassifier:
@@ -136,8 +133,11 @@ class TailoredClassifier:
         the trainable strategies hold out 10% of `train` (stratified, seeded) for validation.
         """
         train.validate("training data")
+        self._check_options()
+        modality = self.modality_
         strategy = get_strategy(self.strategy)
-        spec = get_backbone(self._choose_backbone(train), self.weights)
+        backbone = self.backbone or modality.default_backbone(self, train)
+        spec = get_backbone(backbone, self.weights)
         if spec.modality != self.modality:
             raise BackboneError(f"'{spec.name}' is a {spec.modality} backbone, not {self.modality}")
         if not spec.supports(strategy.name):
@@ -146,7 +146,7 @@ class TailoredClassifier:
                 f"backbone '{spec.name}' cannot do {strategy.name}; backbones that can: {able}"
             )
         strategy = spec.recipe(strategy)
-        spec = self._specialise(spec, train)
+        spec = modality.specialise(self, spec, train)
         settings = self._settings()
         torch.manual_seed(self.seed)
         pre = spec.inference_preprocessing()
@@ -168,7 +168,7 @@ class TailoredClassifier:
                 notes.append("no validation data given: 10% of the training data held out")
                 if val is None:
                     raise DataError(f"{train.source}: too few examples to hold out validation data")
-            train, val = self._prepare(train), self._prepare(val)
+            train, val = modality.prepare(train), modality.prepare(val)
             train.validate("training data")
             if strategy.head_init == "probe" and strategy.pretrained:
                 result, train, val = self._train_from_probe(
@@ -179,14 +179,14 @@ class TailoredClassifier:
         self.side_ = None
         if result.features is not None or "head_init" in result.info:
             # a head fitted in closed form, or LP-FT's choice: maybe with side features
-            self._extend_head(model, train, val, pre, result, settings)
+            modality.extend_head(self, model, train, val, pre, result, settings)
         self.model_ = model.eval()
         self.spec_ = spec
         self.preprocessing_ = pre
         self.classes_ = list(train.class_names)
         self.history_ = result.history
         self.is_main_process_ = result.is_main_process
-        self.fit_info_ = {**result.info, **self._fit_details(model, train), "notes": notes}
+        self.fit_info_ = {**result.info, **modality.fit_details(self, model, train), "notes": notes}
         self.adapters_ = strategy.adapters
         if strategy.adapters:
             self.fit_info_["adapters"] = {
@@ -205,7 +205,7 @@ class TailoredClassifier:
         self.splits_ = {"train": split_record(train)}
         if val is not None:
             self.splits_["val"] = split_record(val)
-        self._val = val
+        self.val_data_ = val
         self.metrics_: dict[str, Any] = {}
         self.temperature_ = 1.0
         self.calibration_: dict[str, Any] | None = None
@@ -220,7 +220,7 @@ class TailoredClassifier:
         from modeltailor.evaluation.calibration import expected_calibration_error, fit_temperature
 
         self._check_fitted()
-        val = val if val is not None else getattr(self, "_val", None)
+        val = val if val is not None else getattr(self, "val_data_", None)
         if val is None or len(val) == 0:
             raise DataError("calibration needs validation data, and there is none")
         logits, bad = self._raw_logits(val.items)
@@ -325,6 +325,7 @@ class TailoredClassifier:
         return logits
 
     def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
+        self.modality_.before_training(self, model)
         if self.output is not None:
             ckpt_dir = RunDir(self.output).checkpoints
             ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +345,13 @@ class TailoredClassifier:
         return logits / getattr(self, "temperature_", 1.0), bad
 
     def _raw_logits(self, items: list) -> tuple[np.ndarray, dict]:
-        """Logits for files; a linear probe fitted in this process reuses the embedding cache."""
+        """The network's logits plus any side model's (text: TF-IDF) for usable items."""
+        logits, bad = self._network_logits(items)
+        side = self.modality_.side_logits(self, [item for item in items if item not in bad])
+        return (logits if side is None else logits + side), bad
+
+    def _network_logits(self, items: list) -> tuple[np.ndarray, dict]:
+        """Logits for items; a linear probe fitted in this process reuses the embedding cache."""
         self._check_fitted()
         if (
             getattr(self, "spec_", None) is not None
@@ -375,7 +382,7 @@ class TailoredClassifier:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one row per input (columns follow `classes_`)."""
-        items = X.items if isinstance(X, LabeledDataset) else self._as_items(X)
+        items = X.items if isinstance(X, LabeledDataset) else self.modality_.as_items(X)
         logits, bad = self._logits(items)
         if bad:
             first = next(iter(bad.items()))
@@ -437,14 +444,11 @@ class TailoredClassifier:
             if name in ("train", "val")
         }
 
-    def _find_files(self, paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
-        raise NotImplementedError(f"{type(self).__name__} does not read files to predict on")
-
     def predict_files(
         self, paths: list[str | Path], top_k: int = 3
     ) -> tuple[list[dict], list[Skipped]]:
         """Predictions for files and folders; unreadable inputs are returned, not raised."""
-        files, skipped = self._find_files(paths)
+        files, skipped = self.modality_.find_inputs(paths)
         ranked, bad = self._ranked(files, top_k)
         skipped += [Skipped(str(p), r) for p, r in bad.items()]
         return [{"path": str(f), **r} for f, r in ranked], skipped
@@ -464,6 +468,8 @@ class TailoredClassifier:
             "num_classes": len(self.classes_),
             "preprocessing": self.preprocessing_.to_dict(),
             "settings": self._settings().to_dict(),
+            # Every constructor setting, as given: `load` rebuilds the estimator from these.
+            "params": self._saved_params(),
             "data": self.data_,
             "fit": self.fit_info_,
             "calibration": getattr(self, "calibration_", None),
@@ -482,12 +488,21 @@ class TailoredClassifier:
         run.write_json("labels.json", self.classes_)
         run.write_json("splits.json", self.splits_)
         run.write_history(self.history_)
-        self._save_assets(run)
+        self.modality_.save_assets(self, run)
         state = self.model_.trained_state()
         run.save_model(state, {"modality": self.modality, "architecture": cfg["architecture"]})
         if metrics is not None or self.metrics_:
             run.write_json("metrics.json", metrics if metrics is not None else self.metrics_)
         return run
+
+    def _saved_params(self) -> dict[str, Any]:
+        """Constructor settings a run keeps (where this process wrote checkpoints does not
+        belong to the model; `backbone` is the one the run resolved and used)."""
+        params = self.get_params()
+        for transient in ("output", "resume", "verbose"):
+            params.pop(transient)
+        params["backbone"] = self.spec_.name
+        return params
 
     @classmethod
     def load(cls, path: str | Path, verbose: bool = False) -> TailoredClassifier:
@@ -496,23 +511,22 @@ class TailoredClassifier:
         if not run.path.is_dir():
             raise RunError(f"{run.path}: no such run folder")
         cfg = run.read_json("config.json")
-        if cfg.get("modality") != cls.modality:
+        if cfg.get("modality", "image") != cls.modality:
             raise RunError(f"{run.path}: a {cfg.get('modality')} run, not {cls.modality}")
-        settings = cfg.get("settings", {})
-        clf = cls(
-            backbone=cfg["backbone"],
-            strategy=cfg["strategy"],
-            batch_size=settings.get("batch_size", 32),
-            seed=settings.get("seed", 0),
-            verbose=verbose,
-        )
-        model = TailoredModel(clf._network_for(run, cfg))
+        clf = cls(**_params_of(cfg), verbose=verbose)
+        modality = clf.modality_
+        pre = preprocessing_from_dict(cfg["preprocessing"])
+        if cfg.get("adapters"):  # only adapters were saved: the body is the package's
+            net = _pretrained_body(run, cfg, pre)
+        else:
+            net = modality.network_for(run, cfg)
+        model = TailoredModel(net)
         if cfg.get("adapters"):
             model.add_adapters(cfg["adapters"])
         _load_weights(model, run, partial=bool(cfg.get("adapters")))
         clf.model_ = model.eval()
         clf.spec_ = None
-        clf.preprocessing_ = preprocessing_from_dict(cfg["preprocessing"])
+        clf.preprocessing_ = pre
         clf.classes_ = list(run.read_json("labels.json"))
         clf.history_ = []
         clf.fit_info_ = cfg.get("fit", {})
@@ -522,31 +536,38 @@ class TailoredClassifier:
         clf.calibration_ = cfg.get("calibration")
         clf.temperature_ = float((clf.calibration_ or {}).get("temperature", 1.0))
         clf.is_main_process_ = True
+        clf.adapters_ = cfg.get("adapters")
         clf.config_ = cfg
+        modality.load_assets(clf, run)
         return clf
+
+    def predict_texts(self, texts: list[str], top_k: int = 3) -> list[dict]:
+        """{text, label, probability, top_k} per text, in input order (text runs)."""
+        ranked, _ = self._ranked(self.modality_.as_items(texts), top_k)
+        return [{"text": item.text, **r} for item, r in ranked]
+
+
+def _params_of(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The constructor settings a run was trained with. Runs saved before config.json kept
+    them all ("params") give back what they recorded: backbone, strategy, batch size, seed."""
+    if "params" in cfg:
+        return dict(cfg["params"])
+    settings = cfg.get("settings", {})
+    return {
+        "backbone": cfg["backbone"],
+        "strategy": cfg["strategy"],
+        "batch_size": settings.get("batch_size", 32),
+        "seed": settings.get("seed", 0),
+    }
 
 
 class ImageClassifier(TailoredClassifier):
-    """Tailor a pretrained image backbone to labelled images (a folder per class)."""
+    """Tailor a pretrained image backbone to labelled images (a folder per class).
+
+    `backbone=None` is EfficientNet-Lite0, TFLite Model Maker's own default.
+    """
 
     modality = "image"
-
-    def __init__(self, backbone: str = DEFAULT_IMAGE_BACKBONE, *args: Any, **kwargs: Any):
-        super().__init__(backbone, *args, **kwargs)
-
-    def _prepare(self, data: LabeledDataset) -> LabeledDataset:
-        return data.verify() if isinstance(data, ImageDataset) else data
-
-    def _as_items(self, X: Any) -> list:
-        return [Path(x) for x in X]
-
-    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
-        return timm.create_model(
-            cfg["architecture"], pretrained=False, num_classes=cfg["num_classes"]
-        )
-
-    def _find_files(self, paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
-        return find_images(paths)
 
 
 class TextClassifier(TailoredClassifier):
@@ -560,239 +581,41 @@ class TextClassifier(TailoredClassifier):
 
     modality = "text"
 
-    def __init__(
-        self,
-        backbone: str | None = None,
-        strategy: str = DEFAULT_STRATEGY,
-        *,
-        combine_tfidf: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(backbone, strategy, **kwargs)
-        #: Let closed-form heads (linear-probe, few-shot) add TF-IDF features when that wins
-        #: on validation data / cross-validation (training/hybrid.py).
-        self.combine_tfidf = combine_tfidf
-
-    def _extend_head(self, model, train, val, pre, result: FitResult, settings) -> None:
-        from modeltailor.training.hybrid import fit_hybrid_head
-
-        if not self.combine_tfidf or not hasattr(model.net, "encode"):
-            return
-        if result.features is None:  # LP-FT kept the trained network: embed with its tuned body
-            result.features = (self._embed(model, pre, train), self._embed(model, pre, val))
-            trained = result.info["head_init"]["validation"]["trained"]
-            result.head_choice = {**trained, "C": None, "selected_by": "the trained network"}
-        x_train, x_val = result.features
-        side, record = fit_hybrid_head(
-            model, x_train, train, x_val, val, result.head_choice, settings
-        )
-        self.side_ = side
-        result.info["tfidf_side"] = record
-
-    def _raw_logits(self, items: list) -> tuple[np.ndarray, dict]:
-        """The network's logits, plus the TF-IDF side head's when the run has one."""
-        logits, bad = super()._raw_logits(items)
-        side = getattr(self, "side_", None)
-        if side is not None:
-            texts = [_text(item) for item in items if item not in bad]
-            logits = logits + side.logits(texts)
-        return logits, bad
-
-    def _choose_backbone(self, train: LabeledDataset) -> str:
-        from modeltailor.backbones.text import default_text_backbone
-
-        if self.backbone:
-            return self.backbone
-        if get_strategy(self.strategy).classical:
-            return "tfidf"
-        return default_text_backbone([_text(item) for item in train.items])
-
-    def _as_items(self, X: Any) -> list:
-        if isinstance(X, str):
-            raise TypeError("pass a list of texts, not one string")
-        return [
-            x if isinstance(x, TextItem) else TextItem(str(x), f"text {i + 1}")
-            for i, x in enumerate(X)
-        ]
-
-    def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
-        from modeltailor.backbones.text import multi_window_share
-
-        encoder = model.net
-        if not hasattr(encoder, "encode"):
-            return {}  # not a windowed encoder (the TF-IDF baseline reads whole texts)
-        share = multi_window_share(encoder.encode([_text(i) for i in train.items]))
-        return {
-            "long_texts": {
-                "policy": "split into windows of max_length tokens, overlapping by "
-                f"{encoder.pre.window_overlap:g} of a window; "
-                "embeddings (linear-probe) or logits (trained strategies) averaged per text",
-                "max_length": encoder.pre.max_length,
-                "share_of_training_texts_windowed": round(share, 4),
-            }
-        }
-
-    def _save_assets(self, run: RunDir) -> None:
-        from modeltailor.backbones.text import ASSETS_FOLDER
-
-        self.model_.net.save_assets(run.path / ASSETS_FOLDER)
-        side = getattr(self, "side_", None)
-        if side is not None:
-            from safetensors.torch import save_file
-
-            folder = run.path / SIDE_FOLDER
-            side.save_assets(folder)
-            head = {k: v.contiguous() for k, v in side.get_classifier().state_dict().items()}
-            save_file(head, str(folder / "head.safetensors"))
-
-    @classmethod
-    def load(cls, path: str | Path, verbose: bool = False) -> TextClassifier:
-        clf = super().load(path, verbose)
-        folder = RunDir(path).path / SIDE_FOLDER
-        clf.side_ = None
-        if folder.is_dir():
-            from safetensors.torch import load_file
-
-            from modeltailor.backbones.tfidf import TfidfText
-
-            side = TfidfText.load(folder, len(clf.classes_))
-            side.get_classifier().load_state_dict(load_file(str(folder / "head.safetensors")))
-            clf.side_ = side.eval()
-        return clf
-
-    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
-        from modeltailor.backbones.text import ASSETS_FOLDER, load_text_network
-
-        if cfg.get("adapters"):  # only adapters were saved: the body is the package's
-            return _pretrained_body(run, cfg)
-        pre = preprocessing_from_dict(cfg["preprocessing"])
-        return load_text_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
-
-    def predict_texts(self, texts: list[str], top_k: int = 3) -> list[dict]:
-        """{text, label, probability, top_k} per text, in input order."""
-        ranked, _ = self._ranked(self._as_items(texts), top_k)
-        return [{"text": item.text, **r} for item, r in ranked]
-
 
 class AudioClassifier(TailoredClassifier):
     """Tailor a pretrained speech encoder to labelled clips (`load_audio_folder`: a folder per
-    class of WAV/FLAC/OGG files, any sample rate, mono or stereo).
+    class of WAV/FLAC/OGG/MP3 files, any sample rate, mono or stereo).
 
     The window length is chosen from the training clips (long enough for 95% of them, see
-    `choose_window`); longer clips are cut into overlapping windows whose embeddings (linear
-    probe) or logits (trained strategies) are averaged, shorter ones padded and masked.
-    `augment` turns training-time speed change, time shift, gain, noise and SpecAugment on.
+    `choose_window`) unless `window_seconds` is set; longer clips are cut into overlapping
+    windows whose embeddings (linear probe) or logits (trained strategies) are averaged,
+    shorter ones padded and masked. `augment` turns training-time speed change, time shift,
+    gain, noise and SpecAugment on.
     """
 
     modality = "audio"
 
-    def __init__(
-        self,
-        backbone: str | None = None,
-        strategy: str = DEFAULT_STRATEGY,
-        *,
-        augment: bool = True,
-        window_seconds: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(backbone, strategy, **kwargs)
-        self.augment = augment
-        self.window_seconds = window_seconds
 
-    def _choose_backbone(self, train: LabeledDataset) -> str:
-        from modeltailor.backbones.audio import default_audio_backbone
-
-        return self.backbone or default_audio_backbone(self.strategy)
-
-    def _specialise(self, spec: BackboneSpec, train: LabeledDataset) -> BackboneSpec:
-        from dataclasses import replace
-
-        from modeltailor.backbones.audio import choose_window
-        from modeltailor.data.audio import AudioDataset
-
-        window = self.window_seconds
-        if window is None:
-            window = choose_window(train.durations()) if isinstance(train, AudioDataset) else 2.0
-        return replace(spec, preprocessing=replace(spec.preprocessing, window_seconds=window))
-
-    def fit(self, train: LabeledDataset, val: LabeledDataset | None = None) -> AudioClassifier:
-        super().fit(train, val)
-        self.model_.net.augment = self.augment
-        return self
-
-    def _prepare(self, data: LabeledDataset) -> LabeledDataset:
-        from modeltailor.data.audio import AudioDataset
-
-        return data.verify() if isinstance(data, AudioDataset) else data
-
-    def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
-        model.net.augment = self.augment
-        return super()._train(model, strategy, train, val, pre, settings)
-
-    def _as_items(self, X: Any) -> list:
-        return [Path(x) for x in X]
-
-    def _fit_details(self, model: TailoredModel, train: LabeledDataset) -> dict[str, Any]:
-        from modeltailor.data.audio import AudioDataset
-
-        pre = model.net.pre
-        seconds = train.durations() if isinstance(train, AudioDataset) else []
-        longer = sum(s > pre.window_seconds for s in seconds)
-        return {
-            "clips": {
-                "policy": f"windows of {pre.window_seconds:g} s (chosen to hold 95% of the "
-                "training clips whole unless set), overlapping by "
-                f"{pre.window_overlap:g} of a window; shorter clips padded and the padding "
-                "masked out of pooling; embeddings (linear-probe) or logits (trained "
-                "strategies) averaged per clip",
-                "window_seconds": pre.window_seconds,
-                "sample_rate": pre.sample_rate,
-                "share_of_training_clips_windowed": round(longer / len(seconds), 4)
-                if seconds
-                else None,
-                "median_seconds": round(float(np.median(seconds)), 3) if seconds else None,
-                "augment": self.augment,
-            }
-        }
-
-    def _save_assets(self, run: RunDir) -> None:
-        from modeltailor.backbones.audio import ASSETS_FOLDER
-
-        self.model_.net.save_assets(run.path / ASSETS_FOLDER)
-
-    def _network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
-        from modeltailor.backbones.audio import ASSETS_FOLDER, load_audio_network
-
-        pre = preprocessing_from_dict(cfg["preprocessing"])
-        if cfg.get("adapters"):  # only adapters were saved: the body is the package's
-            return _pretrained_body(run, cfg, pre)
-        return load_audio_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
-
-    def _find_files(self, paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
-        from modeltailor.data.audio import find_audio
-
-        return find_audio(paths)
-
-
-CLASSIFIERS: dict[str, type[TailoredClassifier]] = {
-    "image": ImageClassifier,
-    "text": TextClassifier,
-    "audio": AudioClassifier,
+_CLASSIFIERS: dict[str, type[TailoredClassifier]] = {
+    c.modality: c for c in (ImageClassifier, TextClassifier, AudioClassifier)
 }
 
 
-#: Run sub-folder of a text run's TF-IDF side head (vocabulary JSON + head weights).
-SIDE_FOLDER = "tfidf_side"
+def classifier_class(modality: str) -> type[TailoredClassifier]:
+    """The estimator class of a registered modality (made on first use for a new one)."""
+    get_modality(modality)  # an unknown name fails here, with the names that exist
+    if modality not in _CLASSIFIERS:
+        name = "".join(part.title() for part in modality.replace("-", "_").split("_"))
+        _CLASSIFIERS[modality] = type(
+            f"{name}Classifier", (TailoredClassifier,), {"modality": modality}
+        )
+    return _CLASSIFIERS[modality]
 
 
 def classifier_for(data: LabeledDataset) -> type[TailoredClassifier]:
-    """The classifier class for a dataset's modality (text datasets hold `TextItem`s)."""
-    from modeltailor.data.audio import AudioDataset
-    from modeltailor.data.text import TextDataset
-
-    if isinstance(data, AudioDataset):
-        return AudioClassifier
-    return TextClassifier if isinstance(data, TextDataset) else ImageClassifier
+    """The classifier class for a dataset's modality (readers name it; plain datasets are
+    images)."""
+    return classifier_class(getattr(data, "modality", None) or "image")
 
 
 def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifier:
@@ -801,9 +624,11 @@ def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifi
     if not run.path.is_dir():
         raise RunError(f"{run.path}: no such run folder")
     modality = run.read_json("config.json").get("modality", "image")
-    if modality not in CLASSIFIERS:
-        raise RunError(f"{run.path}: a {modality} run, which this version cannot load")
-    return CLASSIFIERS[modality].load(run.path, verbose=verbose)
+    try:
+        cls = classifier_class(modality)
+    except ModelTailorError as exc:
+        raise RunError(f"{run.path}: a {modality} run, which this version cannot load") from exc
+    return cls.load(run.path, verbose=verbose)
 
 
 def _pretrained_body(run: RunDir, cfg: dict[str, Any], pre: Any = None) -> torch.nn.Module:
@@ -820,10 +645,6 @@ def _pretrained_body(run: RunDir, cfg: dict[str, Any], pre: Any = None) -> torch
             f"weights are {spec.weights_identity()} ({spec.install_hint})"
         )
     return spec.build(cfg["num_classes"], pretrained=True)
-
-
-def _text(item: Any) -> str:
-    return item.text if isinstance(item, TextItem) else str(item)
 
 
 def _val_scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:

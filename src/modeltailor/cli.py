@@ -17,6 +17,7 @@ from rich.table import Table
 
 from modeltailor.defaults import DEFAULT_AUDIO_BACKBONE, DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
 from modeltailor.errors import ModelTailorError
+from modeltailor.modalities import Modality, get_modality, list_modalities, modality_for_path
 
 # Piped output (files, tests, CI logs) gets wide tables instead of rich's 80 columns.
 _WIDTH = max(shutil.get_terminal_size((140, 24)).columns, 100)
@@ -65,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", help="labelled data, as for train")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
     e.add_argument("--batch-size", type=int, default=32)
-    _add_text_options(e)
-    _add_audio_options(e)
+    _add_modality_options(e, "evaluate")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="classify image or audio files, folders, or texts")
@@ -77,11 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="image or audio files/folders; text runs: a .csv/.tsv/.jsonl file or .txt "
         "files/folders",
     )
-    pr.add_argument("--text", action="append", help="text to classify (repeatable; text runs)")
     pr.add_argument("--json", action="store_true", help="print predictions as JSON")
     pr.add_argument("--top-k", type=int, default=3)
-    pr.add_argument("--text-column", help="column holding the text (text runs; default: text)")
-    pr.add_argument("--encoding", help="input encoding, e.g. cp932 (default: detected)")
+    _add_modality_options(pr, "predict")
     pr.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="verified export of a run: ONNX (int8), TFLite")
@@ -132,8 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--val-fraction", type=float, default=0.1)
     c.add_argument("--test-fraction", type=float, default=0.1)
     c.add_argument("--split-seed", type=int, default=0, help="the one split all runs share")
-    _add_text_options(c)
-    _add_audio_options(c)
+    _add_modality_options(c, "compare")
     c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("report", help="(re)build a run's report.html and plots, offline")
@@ -188,74 +185,57 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
         help="fit a softmax temperature on the validation data (honest probabilities)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_text_options(t)
-    _add_audio_options(t)
-    t.add_argument(
-        "--window",
-        type=float,
-        help="audio: window length in seconds (default: from the clips' lengths)",
-    )
-    t.add_argument(
-        "--no-augment",
-        action="store_true",
-        help="audio: no speed / time shift / gain / noise / SpecAugment while training",
-    )
+    _add_modality_options(t, "train")
 
 
-def _add_text_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("text data")
-    g.add_argument("--text-column", help="column holding the text (default: 'text', any case)")
-    g.add_argument("--label-column", help="column holding the label (default: 'label')")
-    g.add_argument("--encoding", help="file encoding, e.g. cp932 (default: detected)")
+def _add_modality_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Each registered modality adds the options only it reads (text columns, audio windows)."""
+    for each in list_modalities():
+        each.add_cli_options(parser, command)
 
 
-def _add_audio_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("audio data")
-    g.add_argument(
-        "--group-by",
-        metavar="REGEX",
-        help="keep files whose names share this group (first capture group, e.g. the speaker: "
-        "'_([a-z]+)_') on one side of the split",
-    )
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k != "func"}
 
 
-def _load_labelled(args: argparse.Namespace, class_names: list[str] | None = None):
-    """Images, audio clips or texts, whichever `args.data` holds."""
-    from modeltailor.data.audio import load_audio_folder, looks_like_audio_folder
-    from modeltailor.data.text import load_text, looks_like_text_data
+def _detect_modality(args: argparse.Namespace) -> Modality:
+    """The modality whose data `args.data` holds; another modality's flags are an error."""
+    modality = modality_for_path(args.data)
+    for other in list_modalities():
+        flags = other.flags_set(args) if other is not modality else []
+        if flags:
+            raise ModelTailorError(
+                f"{', '.join(flags)} apply to {other.noun} only; {args.data} holds "
+                f"{modality.noun}"
+            )
+    return modality
 
-    if looks_like_text_data(args.data):
-        return load_text(args.data, args.text_column, args.label_column, args.encoding, class_names)
-    if looks_like_audio_folder(args.data):
-        return load_audio_folder(args.data, class_names, getattr(args, "group_by", None))
-    if getattr(args, "group_by", None):
-        raise ModelTailorError("--group-by applies to audio clips only")
-    from modeltailor.data import load_image_folder
 
-    return load_image_folder(args.data, class_names=class_names)
+def _load_labelled(
+    args: argparse.Namespace, modality: Modality | None = None, class_names=None
+):
+    """The labelled dataset `args.data` holds, read by its modality (detected when None)."""
+    modality = modality or _detect_modality(args)
+    return modality.load(args.data, _data_options(args), class_names)
 
 
 # -- train ------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from modeltailor.api import AudioClassifier, ImageClassifier, TextClassifier
-    from modeltailor.data.audio import AudioDataset
-    from modeltailor.data.text import TextDataset
+    from modeltailor.api import classifier_class
     from modeltailor.run import auto_run_name
 
-    data = _load_labelled(args)
+    modality = _detect_modality(args)
+    data = _load_labelled(args, modality)
     data.validate(args.data)
-    is_text = isinstance(data, TextDataset)
-    is_audio = isinstance(data, AudioDataset)
     train_frac = 1.0 - args.val_fraction - args.test_fraction
     train, val, test = data.split(train_frac, args.val_fraction, args.test_fraction, seed=args.seed)
     train.validate("training split")
-    modality_name = "text" if is_text else "audio" if is_audio else DEFAULT_IMAGE_BACKBONE
     run_path = (
         Path(args.output)
         if args.output
         else auto_run_name(
             args.data,
-            args.backbone or modality_name,
+            args.backbone or _named_default(modality),
             args.strategy,
             Path(args.runs_dir),
         )
@@ -266,17 +246,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ModelTailorError(
                 f"{run_path}: a run is already there; choose another --output or add --resume"
             )
-    _report_skipped(data.skipped)
-    extra: dict[str, Any] = {}
-    if is_audio:
-        classifier = AudioClassifier
-        extra = {"augment": not args.no_augment, "window_seconds": args.window}
-    else:
-        classifier = TextClassifier if is_text else ImageClassifier
-        if args.window or args.no_augment:
-            raise ModelTailorError("--window and --no-augment apply to audio clips only")
-    clf = classifier(
-        backbone=args.backbone or (None if is_text or is_audio else DEFAULT_IMAGE_BACKBONE),
+    report_skipped(data.skipped)
+    clf = classifier_class(modality.name)(
+        backbone=args.backbone,
         strategy=args.strategy,
         weights=args.weights,
         epochs=args.epochs,
@@ -291,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         output=run_path,
         resume=args.resume,
         verbose=not args.quiet,
-        **extra,
+        **modality.estimator_options(args),
     )
     started = time.perf_counter()
     clf.fit(train, val)
@@ -301,7 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     clf.fit_info_["train_seconds"] = round(seconds, 2)
     reported = {s.path for s in data.skipped}
     found_later = [s for s in clf.skipped_ if s.path not in reported]
-    _report_skipped(found_later)  # files whose pixel data failed to decode during training
+    report_skipped(found_later)  # files whose pixel data failed to decode during training
     if args.calibrate:
         _calibrate(clf)
     metrics, predictions = _honest_metrics(clf, test)
@@ -330,7 +302,7 @@ def _honest_metrics(clf, test) -> tuple[dict[str, Any], dict[str, Any]]:
 
     Also returns each split's per-example probabilities, kept as the run's predictions.csv.
     """
-    val = clf._val
+    val = clf.val_data_
     result: dict[str, Any] = {"test": None, "validation": None}
     predictions: dict[str, Any] = {}
     if val is not None and len(val):
@@ -399,7 +371,7 @@ def _devices(value: str) -> int | str:
     return int(value) if str(value).isdigit() else value
 
 
-def _report_skipped(skipped) -> None:
+def report_skipped(skipped) -> None:
     if not skipped:
         return
     err.print(f"[yellow]warning:[/] {len(skipped)} file(s) skipped:", highlight=False)
@@ -415,10 +387,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     clf = load_classifier(args.run)
     clf.batch_size = args.batch_size
-    data = _load_labelled(args, class_names=clf.classes_)
+    data = _load_labelled(args, clf.modality_, class_names=clf.classes_)
     if data.predefined:  # a folder with train/val/test: evaluate what it holds as one set
         data.predefined = None
-    _report_skipped(data.skipped)
+    report_skipped(data.skipped)
     overlap = clf.overlap_with_training(data)
     seen = sum(overlap.values())
     metrics = clf.evaluate(data, record=False)
@@ -467,12 +439,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from modeltailor.api import load_classifier
 
     clf = load_classifier(args.run)
-    if clf.modality == "text":
-        return _predict_text(clf, args)
-    if args.text:
+    code = clf.modality_.predict_command(clf, args)
+    if code is not None:
+        return code
+    if getattr(args, "text", None):
         raise ModelTailorError(f"{args.run} is an {clf.modality} run: --text needs a text run")
     if not args.inputs:
-        raise ModelTailorError(f"give {clf.modality} files or folders to classify")
+        raise ModelTailorError(f"give {clf.modality_.noun} files or folders to classify")
     rows, skipped = clf.predict_files(args.inputs, top_k=args.top_k)
     if args.json:
         doc = {"predictions": rows, "skipped": [s.__dict__ for s in skipped]}
@@ -487,66 +460,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             alts = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in r["top_k"])
             table.add_row(r["path"], r["label"], f"{r['probability']:.3f}", alts)
         out.print(table)
-        _report_skipped(skipped)
+        report_skipped(skipped)
     if not rows:
         return 1
     return 0
-
-
-def _predict_text(clf, args: argparse.Namespace) -> int:
-    """--text strings, or a file/folder: CSV in -> the same rows plus label and probability."""
-    if args.text and args.inputs:
-        raise ModelTailorError("give either --text or input files, not both")
-    if args.text:
-        rows = clf.predict_texts(args.text, top_k=args.top_k)
-        if args.json:
-            print(json.dumps({"predictions": rows}, indent=2, ensure_ascii=False))
-            return 0
-        table = Table()
-        table.add_column("text", overflow="fold")
-        table.add_column("label")
-        table.add_column("probability", justify="right")
-        for r in rows:
-            table.add_row(r["text"], r["label"], f"{r['probability']:.3f}")
-        out.print(table)
-        return 0
-    if len(args.inputs) != 1:
-        raise ModelTailorError("give one input: a .csv/.tsv/.jsonl file, a .txt file or a folder")
-    from modeltailor.data.text import read_text_rows
-
-    data = read_text_rows(args.inputs[0], args.text_column, args.encoding)
-    _report_skipped(data.skipped)
-    preds = clf.predict_texts(data.texts, top_k=args.top_k)
-    if args.json:
-        doc = [
-            {**row, "origin": o, "label": p["label"], "probability": p["probability"]}
-            for row, o, p in zip(data.rows, data.origins, preds, strict=True)
-        ]
-        print(
-            json.dumps(
-                {"predictions": doc, "skipped": [s.__dict__ for s in data.skipped]},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
-    else:
-        _write_prediction_rows(data, preds)
-    return 0 if preds else 1
-
-
-def _write_prediction_rows(data, preds: list[dict]) -> None:
-    """The input rows plus `label` and `probability` columns, as CSV on stdout (prefixed
-    `predicted_` when the input already has a column of either name)."""
-    import csv
-
-    clash = {"label", "probability"} & {c.lower() for c in data.columns}
-    label, proba = (
-        ("predicted_label", "predicted_probability") if clash else ("label", "probability")
-    )
-    writer = csv.DictWriter(sys.stdout, fieldnames=[*data.columns, label, proba])
-    writer.writeheader()
-    for row, p in zip(data.rows, preds, strict=True):
-        writer.writerow({**row, label: p["label"], proba: f"{p['probability']:.6f}"})
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -554,10 +471,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run)
     if run.has("config.json"):
-        modality = run.read_json("config.json").get("modality", "image")
-        if modality != "image":
+        modality = get_modality(run.read_json("config.json").get("modality", "image"))
+        spec = modality.export_spec()
+        if spec is None or args.format not in spec.formats:
+            what = f"exporting {modality.name} runs" + (f" as {args.format}" if spec else "")
             raise ModelTailorError(
-                f"{run.path}: exporting {modality} runs is not supported yet; "
+                f"{run.path}: {what} is not supported yet; "
                 f"`tailor predict {args.run}` works on any machine with modeltailor installed"
             )
     if args.format == "tflite":
@@ -644,21 +563,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_default(modality: Modality) -> str:
+    """What an automatic run name calls the default backbone: its name when it never depends
+    on the data (images), else the modality."""
+    return modality.named_default_backbone or modality.name
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from modeltailor.compare import AUTO, HEADERS, compare, table_rows
-    from modeltailor.data.audio import AudioDataset
-    from modeltailor.data.text import TextDataset
 
-    data = _load_labelled(args)
+    modality = _detect_modality(args)
+    data = _load_labelled(args, modality)
     data.validate(args.data)
     if args.backbones is None:
-        auto = isinstance(data, TextDataset | AudioDataset)
-        args.backbones = AUTO if auto else DEFAULT_IMAGE_BACKBONE
-    _report_skipped(data.skipped)
+        args.backbones = modality.named_default_backbone or AUTO
+    report_skipped(data.skipped)
     seeds = [int(s) for s in _csv(args.seeds)]
     out_dir = Path(args.output) if args.output else _compare_dir(args)
     if (out_dir / "compare.json").exists():

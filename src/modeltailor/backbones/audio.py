@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -464,26 +465,34 @@ def build_mel_cnn(spec: BackboneSpec, num_classes: int, pretrained: bool = True)
 # -- a run's own copy ------------------------------------------------------------------------------
 
 
+def _hf_waveform(folder: Path, doc: dict, pre: AudioPreprocessing, num_classes: int) -> AudioNet:
+    from modeltailor.backbones.audio_hf import load_waveform_network
+
+    return load_waveform_network(folder, pre, num_classes)
+
+
+#: How a run's saved network description (`describe()`'s "kind") is rebuilt, untrained.
+SAVED_NETWORKS: dict[str, Callable[[Path, dict, AudioPreprocessing, int], AudioNet]] = {
+    "whisper": lambda folder, doc, pre, n: WhisperAudio(whisper_encoder(doc["config"]), pre, n),
+    "speech-embedding": lambda folder, doc, pre, n: SpeechEmbeddingAudio(
+        folder / doc["onnx"], pre, n
+    ),
+    "mfcc": lambda folder, doc, pre, n: MfccAudio(pre, n),
+    "mel-cnn": lambda folder, doc, pre, n: MelCnnAudio(pre, n),
+    "hf-waveform": _hf_waveform,
+}
+
+
 def load_audio_network(folder: Path, pre: AudioPreprocessing, num_classes: int) -> AudioNet:
     """An untrained network of the saved architecture (weights are loaded by the caller)."""
     path = folder / ASSETS_FILE
     if not path.is_file():
         raise BackboneError(f"{path}: missing (the audio network's description)")
     doc = json.loads(path.read_text(encoding="utf-8"))
-    kind = doc.get("kind")
-    if kind == "whisper":
-        return WhisperAudio(whisper_encoder(doc["config"]), pre, num_classes)
-    if kind == "speech-embedding":
-        return SpeechEmbeddingAudio(folder / doc["onnx"], pre, num_classes)
-    if kind == "mfcc":
-        return MfccAudio(pre, num_classes)
-    if kind == "mel-cnn":
-        return MelCnnAudio(pre, num_classes)
-    if kind == "hf-waveform":
-        from modeltailor.backbones.audio_hf import load_waveform_network
-
-        return load_waveform_network(folder, pre, num_classes)
-    raise BackboneError(f"{path}: unknown audio network '{kind}'")
+    rebuild = SAVED_NETWORKS.get(doc.get("kind"))
+    if rebuild is None:
+        raise BackboneError(f"{path}: unknown audio network '{doc.get('kind')}'")
+    return rebuild(folder, doc, pre, num_classes)
 
 
 # -- window length ---------------------------------------------------------------------------------

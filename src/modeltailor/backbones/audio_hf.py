@@ -79,39 +79,49 @@ def _config(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "config.json").read_text(encoding="utf-8"))
 
 
-def build_hf_audio(spec: BackboneSpec, num_classes: int, pretrained: bool = True) -> AudioNet:
+def _build_whisper(folder: Path, spec: BackboneSpec, num_classes: int, pretrained: bool):
+    from dataclasses import replace
+
+    from transformers import WhisperModel
+
+    from modeltailor.backbones.audio import positions_for
+
+    source = WhisperModel.from_pretrained(folder).get_encoder()
+    n_pos = positions_for(spec.preprocessing)
+    cfg = source.config
+    shape = {
+        "num_mel_bins": cfg.num_mel_bins,
+        "d_model": cfg.d_model,
+        "encoder_layers": cfg.encoder_layers,
+        "encoder_attention_heads": cfg.encoder_attention_heads,
+        "encoder_ffn_dim": cfg.encoder_ffn_dim,
+    }
+    encoder = whisper_encoder({**shape, "max_source_positions": n_pos})
+    if pretrained:
+        state = source.state_dict()
+        state["embed_positions.weight"] = state["embed_positions.weight"][:n_pos]
+        encoder.load_state_dict(state, strict=True)
+    return WhisperAudio(encoder, replace(spec.preprocessing), num_classes)
+
+
+def _build_waveform(folder: Path, spec: BackboneSpec, num_classes: int, pretrained: bool):
     from transformers import AutoConfig, AutoModel
 
-    folder = Path(spec.name).expanduser()
-    kind = _config(folder).get("model_type")
-    if kind == "whisper":
-        from dataclasses import replace
-
-        from transformers import WhisperModel
-
-        from modeltailor.backbones.audio import positions_for
-
-        source = WhisperModel.from_pretrained(folder).get_encoder()
-        n_pos = positions_for(spec.preprocessing)
-        cfg = source.config
-        shape = {
-            "num_mel_bins": cfg.num_mel_bins,
-            "d_model": cfg.d_model,
-            "encoder_layers": cfg.encoder_layers,
-            "encoder_attention_heads": cfg.encoder_attention_heads,
-            "encoder_ffn_dim": cfg.encoder_ffn_dim,
-        }
-        encoder = whisper_encoder({**shape, "max_source_positions": n_pos})
-        if pretrained:
-            state = source.state_dict()
-            state["embed_positions.weight"] = state["embed_positions.weight"][:n_pos]
-            encoder.load_state_dict(state, strict=True)
-        return WhisperAudio(encoder, replace(spec.preprocessing), num_classes)
     if pretrained:
         backbone = AutoModel.from_pretrained(folder)
     else:
         backbone = AutoModel.from_config(AutoConfig.from_pretrained(folder))
     return WaveformAudio(backbone.eval(), spec.preprocessing, num_classes)
+
+
+#: transformers `model_type`s this module builds from a local folder, and how.
+HF_AUDIO_BUILDERS = {"whisper": _build_whisper} | {t: _build_waveform for t in WAVEFORM_TYPES}
+
+
+def build_hf_audio(spec: BackboneSpec, num_classes: int, pretrained: bool = True) -> AudioNet:
+    folder = Path(spec.name).expanduser()
+    build = HF_AUDIO_BUILDERS[_config(folder).get("model_type")]
+    return build(folder, spec, num_classes, pretrained)
 
 
 def load_waveform_network(folder: Path, pre: AudioPreprocessing, num_classes: int) -> AudioNet:
@@ -131,7 +141,7 @@ def resolve_hf_audio_folder(name: str, weights: str | None) -> BackboneSpec | No
         kind = _config(folder).get("model_type")
     except (OSError, ValueError) as exc:
         raise BackboneError(f"{folder / 'config.json'}: unreadable ({exc})") from exc
-    if kind != "whisper" and kind not in WAVEFORM_TYPES:
+    if kind not in HF_AUDIO_BUILDERS:
         return None
     weights_file = next(
         (

@@ -37,6 +37,19 @@ class Preprocessing:
     crop_pct: float = 0.875
     #: Size of training crops when it differs from the inference `input_size` (FixRes).
     train_size: int | None = None
+    modality: str = "image"
+
+    def for_inference(self, test_size: int | None) -> Preprocessing:
+        """Inference at `test_size` (FixRes), training crops staying at `input_size`."""
+        from dataclasses import replace
+
+        if not test_size or test_size == self.input_size:
+            return self
+        return replace(self, input_size=test_size, train_size=self.input_size)
+
+    def summary(self) -> str:
+        """The input column of `tailor backbones`."""
+        return str(self.input_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +82,12 @@ class TextPreprocessing:
     window_overlap: float = 0.125
     modality: str = "text"
 
+    def for_inference(self, test_size: int | None) -> TextPreprocessing:
+        return self
+
+    def summary(self) -> str:
+        return f"{self.max_length} tokens" if self.max_length else "whole text"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -97,6 +116,12 @@ class AudioPreprocessing:
     window_seconds: float = 2.0
     window_overlap: float = 0.5
     modality: str = "audio"
+
+    def for_inference(self, test_size: int | None) -> AudioPreprocessing:
+        return self
+
+    def summary(self) -> str:
+        return f"{self.sample_rate // 1000} kHz"
 
     @property
     def window_samples(self) -> int:
@@ -191,23 +216,11 @@ class BackboneSpec:
 
     def inference_preprocessing(self) -> AnyPreprocessing:
         """What a run records: inference at `test_size`, training crops at `input_size`."""
-        from dataclasses import replace
-
-        pre = self.preprocessing
-        if isinstance(pre, TextPreprocessing | AudioPreprocessing):
-            return pre
-        if not self.test_size or self.test_size == pre.input_size:
-            return pre
-        return replace(pre, input_size=self.test_size, train_size=pre.input_size)
+        return self.preprocessing.for_inference(self.test_size)
 
     def input_summary(self) -> str:
         """The input column of `tailor backbones`: pixels for images, tokens for text."""
-        pre = self.preprocessing
-        if isinstance(pre, TextPreprocessing):
-            return f"{pre.max_length} tokens" if pre.max_length else "whole text"
-        if isinstance(pre, AudioPreprocessing):
-            return f"{pre.sample_rate // 1000} kHz"
-        return str(pre.input_size)
+        return self.preprocessing.summary()
 
     def supports(self, strategy: str) -> bool:
         return strategy in self.strategies
@@ -236,12 +249,11 @@ class BackboneSpec:
 
 
 def preprocessing_from_dict(d: dict[str, Any]) -> AnyPreprocessing:
-    """The preprocessing record a run's config.json holds, whatever its modality."""
-    if d.get("modality") == "text":
-        return TextPreprocessing.from_dict(d)
-    if d.get("modality") == "audio":
-        return AudioPreprocessing.from_dict(d)
-    return Preprocessing.from_dict(d)
+    """The preprocessing record a run's config.json holds, read by its modality (runs saved
+    before records named their modality are images)."""
+    from modeltailor.modalities import get_modality
+
+    return get_modality(d.get("modality", "image")).preprocessing_from_dict(d)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -279,6 +291,7 @@ def register_resolver(fn: Callable[[str, str | None], BackboneSpec | None]) -> N
 
 
 def list_backbones(modality: str | None = None) -> list[BackboneSpec]:
+    """Catalogue entries, all or those of one modality (a filter by name, not a branch)."""
     return [s for s in _REGISTRY.values() if modality is None or s.modality == modality]
 
 

@@ -375,7 +375,7 @@ _LOADERS = {"minilm": _load_minilm, "e5": _load_e5, "mpnet": _load_mpnet}
 def build_text(spec: BackboneSpec, num_classes: int, pretrained: bool = True) -> TextEncoder:
     """Encoder + tokenizer from the package, a fresh `num_classes` head (0: embeddings only)."""
     family = spec.architecture.split("-")[0]
-    if family not in _LOADERS or not isinstance(spec.preprocessing, TextPreprocessing):
+    if family not in _LOADERS:
         raise BackboneError(f"'{spec.name}' is not a text backbone this version can build")
     backbone, tokenizer = _LOADERS[family](pretrained)
     return TextEncoder(
@@ -444,6 +444,10 @@ def build_text_folder(spec: BackboneSpec, num_classes: int, pretrained: bool = T
     return TextEncoder(backbone.eval(), tokenizer, spec.preprocessing, num_classes=num_classes)
 
 
+#: Position ids that RoBERTa-style models reserve before the first token (padding_idx + 1).
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
 def resolve_text_folder(name: str, weights: str | None) -> BackboneSpec | None:
     """A local transformers (or sentence-transformers) text encoder folder; None otherwise.
 
@@ -463,7 +467,7 @@ def resolve_text_folder(name: str, weights: str | None) -> BackboneSpec | None:
     weights_file = next((str(f) for f in found if f.is_file()), None)
     if weights_file is None:
         raise BackboneError(f"{folder}: no model.safetensors or pytorch_model.bin in the folder")
-    offset = 2 if kind in ("roberta", "xlm-roberta", "camembert") else 0
+    offset = POSITION_OFFSET.get(kind, 0)
     max_length = min(512, int(config.get("max_position_embeddings", 512)) - offset)
     st_config = folder / "sentence_bert_config.json"
     if st_config.is_file():

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -126,6 +127,9 @@ def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:
 @dataclass
 class AudioDataset(LabeledDataset):
     """Audio files with labels; `seconds` holds each clip's length (from its header)."""
+
+    #: The registered modality (modalities/) that reads and models these items.
+    modality: ClassVar[str] = "audio"
 
     def durations(self) -> list[float]:
         return [self._seconds()[str(p)] for p in self.items]

@@ -10,6 +10,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from PIL import Image, ImageFile, ImageOps
 
@@ -76,6 +77,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 @dataclass
 class ImageDataset(LabeledDataset):
     """Image files with labels. `verify()` decodes every file once and drops the bad ones."""
+
+    #: The registered modality (modalities/) that reads and models these items.
+    modality: ClassVar[str] = "image"
 
     def verify(self, workers: int = 4) -> ImageDataset:
         """Decode every image (threads: decoding releases the GIL); bad files become skipped."""

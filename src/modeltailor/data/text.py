@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
 from modeltailor.data.folders import SPLIT_NAMES
@@ -51,6 +51,9 @@ class TextItem:
 @dataclass
 class TextDataset(LabeledDataset):
     """Texts with labels; items are `TextItem`s."""
+
+    #: The registered modality (modalities/) that reads and models these items.
+    modality: ClassVar[str] = "text"
 
     @property
     def texts(self) -> list[str]:

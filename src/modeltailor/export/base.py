@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from modeltailor.errors import ModelTailorError
+from modeltailor.modalities.base import ExportSpec
 from modeltailor.run import RunDir, atomic_write_json
 from modeltailor.training.loaders import decoded_batches
 
@@ -69,11 +70,13 @@ def pixels_for(items: list, pre) -> tuple[np.ndarray, list[int]]:
 
 
 def verification_items(run: RunDir, split: str, data: Path | None, limit: int) -> tuple[list, list]:
-    """(paths, labels) to verify on: the run's own split files, or a folder given by the user."""
+    """(paths, labels) to verify on: the run's own split files, or a folder given by the user
+    (read by the run's modality)."""
     if data is not None:
-        from modeltailor.data import load_image_folder
+        from modeltailor.modalities import get_modality
 
-        ds = load_image_folder(data)
+        modality = get_modality(run.read_json("config.json").get("modality", "image"))
+        ds = modality.load(data, {})
         return ds.items[:limit], [ds.class_names[i] for i in ds.labels[:limit]]
     splits = run.read_json("splits.json") if run.has("splits.json") else {}
     rec = splits.get(split) or splits.get("train")
@@ -100,25 +103,26 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
     }
 
 
-def refuse_disagreement(fmt: str, check: dict[str, Any]) -> None:
+def refuse_disagreement(fmt: str, check: dict[str, Any], noun: str = "images") -> None:
     if check["top1_disagreements"]:
         raise ExportError(
             f"{fmt} export disagrees with PyTorch on {check['top1_disagreements']} of "
-            f"{check['examples']} images (max logit diff {check['max_abs_logit_diff']:.2e}); "
+            f"{check['examples']} {noun} (max logit diff {check['max_abs_logit_diff']:.2e}); "
             "nothing was written"
         )
 
 
 @dataclass
 class ExportJob:
-    """A run loaded for export, with the images and PyTorch outputs every format is checked on."""
+    """A run loaded for export, with the inputs and PyTorch outputs every format is checked on."""
 
     run: RunDir
     classifier: Any
-    model: NormalizedModel
-    pixels: np.ndarray  # (N, 3, H, W) in [0, 1]
-    labels: np.ndarray  # class index per image, -1 where the label is not a class of the run
-    reference: np.ndarray  # PyTorch logits for `pixels`
+    spec: ExportSpec
+    model: nn.Module  # the network with what the graph holds besides (normalisation, temperature)
+    inputs: dict[str, np.ndarray]  # the graph's inputs for the verification examples
+    labels: np.ndarray  # class index per example, -1 where the label is not a class of the run
+    reference: np.ndarray  # PyTorch logits for `inputs`
     verified_on: str
 
     @property
@@ -129,6 +133,13 @@ class ExportJob:
     def preprocessing(self):
         return self.classifier.preprocessing_
 
+    @property
+    def pixels(self) -> np.ndarray:
+        """The one input of a single-input graph (images: (N, 3, H, W) pixels in [0, 1])."""
+        if len(self.inputs) != 1:
+            raise ExportError(f"this format takes one input; the graph has {list(self.inputs)}")
+        return next(iter(self.inputs.values()))
+
     def accuracy(self, logits: np.ndarray) -> float | None:
         labelled = self.labels >= 0
         if not labelled.any():
@@ -136,31 +147,41 @@ class ExportJob:
         return float((logits.argmax(1)[labelled] == self.labels[labelled]).mean())
 
 
+def batches(inputs: dict[str, np.ndarray], size: int = 32):
+    """The same rows of every input, `size` at a time."""
+    n = len(next(iter(inputs.values())))
+    for i in range(0, n, size):
+        yield {name: x[i : i + size] for name, x in inputs.items()}
+
+
 def prepare(run_path: str | Path, data: str | Path | None, max_examples: int = 256) -> ExportJob:
-    """Load the run, decode the verification images and compute PyTorch's logits once."""
-    from modeltailor.api import ImageClassifier
+    """Load the run, turn the verification examples into graph inputs, run PyTorch once."""
+    from modeltailor.api import load_classifier
 
     run = RunDir(run_path)
-    clf = ImageClassifier.load(run.path)
+    clf = load_classifier(run.path)
+    spec = clf.modality_.export_spec()
+    if spec is None:
+        raise ExportError(f"{run.path}: exporting {clf.modality} runs is not supported yet")
     pre = clf.preprocessing_
     paths, names = verification_items(run, "val", Path(data) if data else None, max_examples)
-    pixels, kept = pixels_for(paths, pre)
-    if not len(pixels):
-        raise ExportError(f"{run.path}: none of the verification images could be read")
+    inputs, kept = spec.inputs(paths, pre)
+    if not kept:
+        raise ExportError(f"{run.path}: none of the verification {spec.noun} could be read")
     names = [names[i] for i in kept]
     y = np.array([clf.classes_.index(n) if n in clf.classes_ else -1 for n in names])
-    model = NormalizedModel(
-        clf.model_.to(memory_format=torch.contiguous_format),
-        pre.mean,
-        pre.std,
-        temperature=clf.temperature_,
+    model = spec.wrap(
+        clf.model_.to(memory_format=torch.contiguous_format), pre, clf.temperature_
     ).eval()
     with torch.inference_mode():
         reference = np.concatenate(
-            [model(torch.from_numpy(pixels[i : i + 32])).numpy() for i in range(0, len(pixels), 32)]
+            [
+                model(*[torch.from_numpy(b[name]) for name in spec.input_names]).numpy()
+                for b in batches(inputs)
+            ]
         )
     verified_on = f"folder {data}" if data else "the run's validation split"
-    return ExportJob(run, clf, model, pixels, y, reference, verified_on)
+    return ExportJob(run, clf, spec, model, inputs, y, reference, verified_on)
 
 
 def preprocessing_doc(pre, layout: str = "NCHW") -> dict[str, Any]:
@@ -203,6 +224,6 @@ def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> 
     manifest.update(sections)
     out_dir.mkdir(exist_ok=True)
     atomic_write_json(out_dir / "labels.json", job.classifier.classes_)
-    atomic_write_json(out_dir / "preprocessing.json", preprocessing_doc(job.preprocessing))
+    atomic_write_json(out_dir / "preprocessing.json", job.spec.describe(job.preprocessing))
     atomic_write_json(path, manifest)
     return manifest

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from modeltailor.export.base import (  # noqa: F401  (re-exported for callers of this module)
     ExportError,
     NormalizedModel,
+    batches,
     parity,
     pixels_for,
     prepare,
@@ -29,14 +29,14 @@ from modeltailor.export.base import (  # noqa: F401  (re-exported for callers of
 OPSET = 18
 
 
-def _ort_logits(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    import onnxruntime as ort
+def _ort_logits(path: Path, inputs: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
+    """Logits of an ONNX file over named inputs (an array: the graph's only input)."""
+    from modeltailor.export.runners import OnnxRunner
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate(
-        [session.run(None, {name: pixels[i : i + batch]})[0] for i in range(0, len(pixels), batch)]
-    )
+    runner = OnnxRunner(path)
+    if isinstance(inputs, np.ndarray):
+        inputs = {runner.input_names[0]: inputs}
+    return np.concatenate([runner(batch) for batch in batches(inputs)])
 
 
 def export_onnx(
@@ -51,18 +51,18 @@ def export_onnx(
     sections: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=job.run.path, prefix=".export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        _torch_export(job.model, job.preprocessing.input_size, fp32)
-        check = parity(job.reference, _ort_logits(fp32, job.pixels))
+        _torch_export(job, fp32)
+        check = parity(job.reference, _ort_logits(fp32, job.inputs))
         sections["onnx"] = {
             "file": "model.onnx",
             "bytes": fp32.stat().st_size,
             "opset": OPSET,
-            "input": {"name": "pixels", "layout": "NCHW", "batch": "dynamic"},
+            "input": _input_section(job),
             "accuracy": job.accuracy(job.reference),
             "parity_vs_pytorch": check,
             "verified_on": job.verified_on,
         }
-        refuse_disagreement("ONNX", check)
+        refuse_disagreement("ONNX", check, job.spec.noun)
         files = [fp32]
         if quantize == "int8":
             from modeltailor.export.quantize import quantize_int8
@@ -75,17 +75,34 @@ def export_onnx(
     return update_manifest(job.out_dir, job, sections)
 
 
-def _torch_export(model: nn.Module, size: int, path: Path) -> None:
-    x = torch.rand(2, 3, size, size)
+def _input_section(job) -> dict[str, Any] | list[dict[str, Any]]:
+    """What manifest.json says of the graph's inputs (one input: its record, as before)."""
+    rows = [
+        {"name": name, "dtype": str(job.inputs[name].dtype), "batch": "dynamic"}
+        for name in job.spec.input_names
+    ]
+    if job.spec.input_names == ["pixels"]:
+        rows[0] = {"name": "pixels", "layout": "NCHW", "batch": "dynamic"}
+    return rows[0] if len(rows) == 1 else rows
+
+
+def _torch_export(job, path: Path) -> None:
+    """The wrapped model through torch.export to ONNX, each input's batch axis dynamic."""
+    spec = job.spec
+    example = spec.example(job.preprocessing)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    dynamic = {
+        name: {axis: batch for axis in spec.dynamic_axes.get(name, {0: "batch"})}
+        for name in spec.input_names
+    }
     try:
         program = torch.onnx.export(
-            model,
-            (x,),
+            job.model,
+            example,
             dynamo=True,
-            input_names=["pixels"],
+            input_names=list(spec.input_names),
             output_names=["logits"],
-            dynamic_shapes={"pixels": {0: batch}},
+            dynamic_shapes=dynamic,
             opset_version=OPSET,
             verbose=False,
         )

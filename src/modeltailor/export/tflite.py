@@ -18,7 +18,6 @@ import contextlib
 import io
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,29 +49,11 @@ def _require_litert():
     return litert_torch, Interpreter
 
 
-def tflite_runner(path: Path, threads: int = 2) -> Callable[[np.ndarray], np.ndarray]:
-    """(N, 3, H, W) pixels -> logits through a batch-1 NHWC .tflite, one image at a time
-    (the model is batch 1, as apps use it). The interpreter is made once per runner."""
-    _, interpreter_cls = _require_litert()
-    interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-
-    def run(pixels_nchw: np.ndarray) -> np.ndarray:
-        rows = []
-        for image in pixels_nchw:
-            interpreter.set_tensor(inp, np.ascontiguousarray(image.transpose(1, 2, 0)[None]))
-            interpreter.invoke()
-            rows.append(interpreter.get_tensor(out)[0].copy())
-        return np.stack(rows)
-
-    return run
-
-
 def tflite_logits(path: Path, pixels_nchw: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Logits of a .tflite over (N, 3, H, W) pixels."""
-    return tflite_runner(path, threads)(pixels_nchw)
+    """Logits of a batch-1 .tflite over (N, 3, H, W) pixels (the shared runner)."""
+    from modeltailor.export.runners import TfliteRunner
+
+    return TfliteRunner(path, threads)({"pixels": pixels_nchw})
 
 
 def _convert(job: ExportJob, path: Path) -> None:

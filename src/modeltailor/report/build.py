@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modeltailor.data.audio import is_audio_name
+from modeltailor.modalities import Modality, get_modality
 from modeltailor.report import plots
-from modeltailor.report.html import audio_clip, render, thumbnail
+from modeltailor.report.html import render
 from modeltailor.report.predictions import read_predictions
 from modeltailor.run import RunDir, atomic_write_bytes
 
@@ -52,7 +52,7 @@ def write_report(run_path: str | Path) -> Path:
         "held_name": held_name,
         "held": held,
         "figures": figures,
-        "mistakes": _mistakes(run.path, held_name),
+        "mistakes": _mistakes(run.path, held_name, get_modality(cfg.get("modality", "image"))),
         "counts": _class_counts(run, cfg, labels),
         "skipped": _skipped(cfg, metrics),
         "max_skipped": MAX_SKIPPED,
@@ -143,8 +143,13 @@ def _head_epochs(cfg: dict[str, Any]) -> int | None:
 
 
 # -- tables -------------------------------------------------------------------------------------
-def _mistakes(run_path: Path, held_name: str | None) -> dict[str, Any]:
-    """The most confident wrong predictions on the held-out split, with thumbnails."""
+#: Where the page lists a mistake, by how its modality shows an example.
+_GROUPS = {"thumbnail": "rows", "clip": "clips", "text": "texts"}
+
+
+def _mistakes(run_path: Path, held_name: str | None, modality: Modality) -> dict[str, Any]:
+    """The most confident wrong predictions on the held-out split, shown as the run's
+    modality shows an example (a thumbnail, a playable clip, or the text's start)."""
     rows = read_predictions(run_path)
     empty = {
         "rows": [],
@@ -153,34 +158,25 @@ def _mistakes(run_path: Path, held_name: str | None) -> dict[str, Any]:
         "clips": [],
         "total": 0,
         "n": 0,
-        "noun": "examples",
+        "noun": modality.noun,
     }
     if rows is None:
         return {**empty, "available": False}
     rows = [r for r in rows if r["split"] == held_name]
     wrong = [r for r in rows if r["label"] != r["predicted"]]
     wrong.sort(key=lambda r: -r["confidence"])
-    shown, gone, texts, clips = [], [], [], []
-    is_text = any(r.get("text") is not None for r in rows)
-    is_audio = bool(rows) and all(is_audio_name(Path(r["path"])) for r in rows)
+    shown: dict[str, list] = {"rows": [], "clips": [], "texts": [], "gone": []}
     for r in wrong[:MAX_MISTAKES]:
-        if is_text:  # a snippet of the text, not a thumbnail
-            texts.append(r)
-            continue
-        uri = audio_clip(r["path"]) if is_audio else thumbnail(r["path"])
-        entry = {**r, "name": Path(r["path"]).name, "uri": uri}
-        (gone if uri is None else clips if is_audio else shown).append(entry)
-    noun = "texts" if is_text else "clips" if is_audio else "images"
+        kind, uri = modality.report_example(r["path"])
+        group = _GROUPS[kind] if uri is not None else "gone"
+        name = Path(r["path"]).name
+        shown[group].append({**r, "name": name, "uri": uri, "text": r.get("text") or r["path"]})
     return {
         **empty,
         "available": True,
-        "rows": shown,
-        "gone": gone,
-        "texts": texts,
-        "clips": clips,
+        **shown,
         "total": len(wrong),
         "n": len(rows),
-        "noun": noun,
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from modeltailor.run import atomic_write_bytes
+from modeltailor.run import RunDir, atomic_write_bytes
 
 PREDICTIONS_FILE = "predictions.csv"
 FIXED_COLUMNS = ("split", "path", "label", "predicted", "confidence")
@@ -28,8 +28,11 @@ def write_predictions(
     """Write {split: {"items", "labels" (class indices), "proba"}} as one UTF-8 CSV."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    from modeltailor.modalities import get_modality
+
+    modality = get_modality(RunDir(run_path).read_json("config.json").get("modality", "image"))
     items = [item for pred in by_split.values() for item in pred["items"]]
-    has_text = bool(items) and all(hasattr(item, "text") for item in items)
+    has_text = bool(items) and all(modality.snippet(item) is not None for item in items)
     extra = [TEXT_COLUMN] if has_text else []
     writer.writerow([*FIXED_COLUMNS, *extra, *(PROB_PREFIX + c for c in classes)])
     for split, pred in by_split.items():
@@ -38,7 +41,7 @@ def write_predictions(
             top = int(p.argmax())
             row = [split, str(item), classes[label], classes[top], f"{p[top]:.6f}"]
             if has_text:
-                row.append(_snippet(item.text))
+                row.append(_snippet(modality.snippet(item)))
             writer.writerow(row + [f"{v:.6f}" for v in p])
     path = Path(run_path) / PREDICTIONS_FILE
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))

@@ -8,20 +8,12 @@ From the shell: `tailor serve runs/pets --port 8000`.
 """
 
 from modeltailor.serve.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
-from modeltailor.serve.backends import (
-    InputError,
-    OnnxPredictor,
-    Predictor,
-    TorchPredictor,
-    load_predictor,
-)
+from modeltailor.serve.backends import InputError, Predictor, load_predictor
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "InputError",
-    "OnnxPredictor",
     "Predictor",
-    "TorchPredictor",
     "create_app",
     "load_predictor",
 ]

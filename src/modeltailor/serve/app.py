@@ -168,11 +168,11 @@ def _predictor(request: Request) -> Predictor:
 
 def _multipart_only(request: Request) -> None:
     """415 for anything but a multipart form (before FastAPI reports a missing field)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "multipart/form-data":
+    mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if mime != "multipart/form-data":
         raise HTTPException(
             415,
-            f"send images as multipart/form-data in the field 'files', not {kind or 'no type'}",
+            f"send images as multipart/form-data in the field 'files', not {mime or 'no type'}",
         )
 
 

@@ -1,30 +1,27 @@
-"""Predictors: one loaded model behind one call, whatever runtime executes it.
+"""Predictors: a modality's decoder in front of a runner, one loaded model behind one call.
 
-A predictor turns one upload into a model input (`decode`: per modality) and a list of inputs
-into class probabilities (`probabilities`: per backend). Image uploads are decoded exactly as
-`tailor predict` decodes files (`open_image` with the same JPEG draft size, then
-`eval_transform`), so the ONNX and PyTorch backends give the same answers as the CLI. Text or
-audio would add a predictor class with its own `decode` and `accepts`; the app stays as it is.
+A predictor turns one upload into the exported graph's inputs (`decode`: the modality's serve
+decoder) and a list of those into class probabilities (`probabilities`: a runner from
+`export/runners.py`, PyTorch or onnxruntime). Both backends take the very inputs the export is
+verified on: image uploads are decoded exactly as `tailor predict` decodes files (`open_image`
+with the same JPEG draft size, then `eval_transform`) and handed over as [0, 1] pixels, and the
+graph (or its PyTorch original) normalises and applies the calibration temperature itself.
+A new modality supplies a decoder; nothing here changes.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from modeltailor.backbones.catalogue import Preprocessing
-from modeltailor.data.images import ImageReadError
-from modeltailor.data.transforms import eval_transform, load_for_model
 from modeltailor.errors import RunError
+from modeltailor.export.runners import OnnxRunner, Runner, TorchRunner, cpu_threads
+from modeltailor.modalities.base import InputError
 from modeltailor.run import MODEL_FILE, RunDir
 from modeltailor.training.inference import softmax
 
@@ -32,40 +29,42 @@ BACKENDS = ("auto", "onnx", "pytorch")
 ONNX_FILE = Path("export") / "model.onnx"
 #: Inputs per forward pass: bounds activation memory whatever a request or a queue holds.
 CHUNK = 32
-#: An image longer than this many times its width (or the reverse) is refused: resizing its
-#: short side to the model's input would make a few-byte file expand to gigabytes.
-MAX_ASPECT = 20
+
+__all__ = ["BACKENDS", "InputError", "Predictor", "cpu_threads", "load_predictor"]
 
 
-class InputError(Exception):
-    """One upload cannot be used (empty, not decodable, refused); the message says why."""
-
-
-def cpu_threads() -> int:
-    """Cores this process may run on (cpusets included), the right intra-op thread count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-class Predictor(ABC):
-    """A loaded model: uploads in, probabilities out. Safe to call from many threads."""
-
-    modality: str
-    backend: str
-
-    def __init__(self, labels: list[str], model_file: Path) -> None:
-        self.labels = labels
-        self.model_file = model_file
-        self._decoding = threading.BoundedSemaphore(cpu_threads())
-        self._combined = Combiner(self._logits)
+class Decoder(Protocol):
+    """A modality's upload decoder (`Modality.serve_decoder`)."""
 
     def accepts(self, content_type: str | None) -> bool:
         """Whether an upload declared as `content_type` may hold this modality's input."""
-        return True
 
-    def decode(self, data: bytes, name: str) -> Any:
+    def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
+        """The graph's inputs for one example (no batch axis); raises InputError."""
+
+
+class Predictor:
+    """A loaded model: uploads in, probabilities out. Safe to call from many threads."""
+
+    def __init__(
+        self, labels: list[str], model_file: Path, modality: str, decoder: Any, runner: Runner
+    ) -> None:
+        self.labels = labels
+        self.model_file = model_file
+        self.modality = modality
+        self.decoder = decoder
+        self.runner = runner
+        self._decoding = threading.BoundedSemaphore(cpu_threads())
+        self._combined = Combiner(self._logits)
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def accepts(self, content_type: str | None) -> bool:
+        return self.decoder.accepts(content_type)
+
+    def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
         """A model input from an upload's bytes; raises InputError naming the problem.
 
         Decoding is CPU-bound: at most one per core runs at a time, which also bounds the
@@ -74,125 +73,17 @@ class Predictor(ABC):
         if not data:
             raise InputError("the file is empty")
         with self._decoding:
-            return self._decode(data, name)
+            return self.decoder.decode(data, name)
 
-    def probabilities(self, inputs: list) -> np.ndarray:
+    def probabilities(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:
         """Class probabilities (rows follow `inputs`, columns follow `labels`).
 
         Requests that arrive while a forward pass runs are served together by the next one.
         """
         return softmax(self._combined(inputs))
 
-    @abstractmethod
-    def _decode(self, data: bytes, name: str) -> Any: ...
-
-    @abstractmethod
-    def _logits(self, inputs: list) -> np.ndarray: ...
-
-
-class ImagePredictor(Predictor):
-    """Images: any format Pillow reads, preprocessed as the run's config.json says."""
-
-    modality = "image"
-
-    def __init__(self, labels: list[str], model_file: Path, pre: Preprocessing) -> None:
-        super().__init__(labels, model_file)
-        self.pre = pre
-        self._transform = eval_transform(pre)
-
-    def accepts(self, content_type: str | None) -> bool:
-        """image/*, or a type that says nothing (clients send octet-stream for unknown names)."""
-        kind = (content_type or "").split(";")[0].strip().lower()
-        return kind in ("", "application/octet-stream") or kind.startswith("image/")
-
-    def _decode(self, data: bytes, name: str) -> torch.Tensor:
-        return image_tensor(data, name, self.pre, self._transform)
-
-
-def image_tensor(data: bytes, name: str, pre: Preprocessing, transform: Callable) -> torch.Tensor:
-    """Normalised CHW pixels of one encoded image: the same steps as `decoded_batches`."""
-    try:
-        img = load_for_model(_Upload(data, name), pre)
-    except ImageReadError as exc:
-        raise InputError(str(exc)) from exc
-    short, long = sorted(img.size)
-    if long > MAX_ASPECT * short:
-        raise InputError(
-            f"{img.width}x{img.height} pixels: more than {MAX_ASPECT}:1 is too elongated to "
-            "resize for the model; crop it first"
-        )
-    return transform(img)
-
-
-class _Upload(io.BytesIO):
-    """In-memory file whose repr is its name, so Pillow's messages name the upload."""
-
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__(data)
-        self.name = name
-
-    def __repr__(self) -> str:
-        return repr(self.name)
-
-
-class TorchPredictor(ImagePredictor):
-    """The run's model.safetensors through PyTorch, as `ImageClassifier.predict` runs it."""
-
-    backend = "pytorch"
-
-    def __init__(self, run: RunDir) -> None:
-        from modeltailor.api import ImageClassifier
-
-        clf = ImageClassifier.load(run.path)
-        super().__init__(clf.classes_, run.path / MODEL_FILE, clf.preprocessing_)
-        self.model = clf.model_.eval().to(memory_format=torch.channels_last)
-        self.temperature = clf.temperature_
-
-    @torch.inference_mode()
-    def _logits(self, inputs: list) -> np.ndarray:
-        logits = np.concatenate(
-            [
-                self.model(x.contiguous(memory_format=torch.channels_last)).float().numpy()
-                for x in _chunks(inputs)
-            ]
-        )
-        return logits / self.temperature  # as ImageClassifier applies it; exports bake it in
-
-
-class OnnxPredictor(ImagePredictor):
-    """The verified export (export/model.onnx) through onnxruntime on the CPU.
-
-    The graph normalises by itself (and divides by the run's calibration temperature), so the
-    normalisation `image_tensor` applies is undone first, exactly as the export's verification
-    (`pixels_for`) feeds it.
-    """
-
-    backend = "onnx"
-
-    def __init__(self, run: RunDir) -> None:
-        import onnxruntime as ort
-
-        pre = Preprocessing.from_dict(run.read_json("config.json")["preprocessing"])
-        labels = run.read_json("labels.json")
-        _check_export(run, labels)
-        super().__init__(labels, run.path / ONNX_FILE, pre)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = cpu_threads()
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(self.model_file), options, providers=["CPUExecutionProvider"]
-        )
-        self._input = self.session.get_inputs()[0].name
-
-    def _logits(self, inputs: list) -> np.ndarray:
-        from modeltailor.export.base import unnormalize
-
-        return np.concatenate(
-            [
-                self.session.run(None, {self._input: unnormalize(x, self.pre)})[0]
-                for x in _chunks(inputs)
-            ]
-        )
+    def _logits(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:
+        return np.concatenate([self.runner(batch) for batch in _chunks(inputs)])
 
 
 def temperature(run: RunDir) -> float:
@@ -213,9 +104,11 @@ def _check_export(run: RunDir, labels: list[str]) -> None:
         )
 
 
-def _chunks(inputs: list) -> Iterator[torch.Tensor]:
+def _chunks(inputs: list[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """Decoded examples stacked into batches of at most CHUNK, input by input."""
     for i in range(0, len(inputs), CHUNK):
-        yield torch.stack(inputs[i : i + CHUNK])
+        part = inputs[i : i + CHUNK]
+        yield {name: np.stack([x[name] for x in part]) for name in part[0]}
 
 
 @dataclass
@@ -270,17 +163,30 @@ class Combiner:
 
 def load_predictor(run_path: str | Path, backend: str = "auto") -> Predictor:
     """The predictor for a run: ONNX when a verified export exists (auto), else PyTorch."""
+    from modeltailor.modalities import get_modality
+
     run = RunDir(run_path)
     if not run.path.is_dir():
         raise RunError(f"{run.path}: no such run folder")
-    modality = run.read_json("config.json").get("modality")
-    if modality != "image":
-        raise RunError(f"{run.path}: serving {modality} runs is not supported yet")
+    cfg = run.read_json("config.json")
+    modality = get_modality(cfg.get("modality", "image"))
+    pre = modality.preprocessing_from_dict(cfg["preprocessing"])
+    decoder, spec = modality.serve_decoder(pre), modality.export_spec()
+    if decoder is None or spec is None:
+        raise RunError(f"{run.path}: serving {modality.name} runs is not supported yet")
     if backend not in BACKENDS:
         raise RunError(f"unknown backend '{backend}': choose from {list(BACKENDS)}")
     has_onnx = (run.path / ONNX_FILE).is_file()
     if backend == "onnx" and not has_onnx:
         raise RunError(f"{run.path}: no {ONNX_FILE}; run `tailor export {run.path}` first")
+    labels = run.read_json("labels.json")
     if backend == "onnx" or (backend == "auto" and has_onnx):
-        return OnnxPredictor(run)
-    return TorchPredictor(run)
+        _check_export(run, labels)
+        runner: Runner = OnnxRunner(run.path / ONNX_FILE, cpu_threads())
+        return Predictor(labels, run.path / ONNX_FILE, modality.name, decoder, runner)
+    from modeltailor.api import load_classifier
+
+    clf = load_classifier(run.path)
+    model = spec.wrap(clf.model_.eval(), clf.preprocessing_, clf.temperature_)
+    runner = TorchRunner(model, spec.input_names).channels_last()
+    return Predictor(clf.classes_, run.path / MODEL_FILE, modality.name, decoder, runner)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from modeltailor._progress import progress_bar
-from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing, TextPreprocessing
+from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.run import atomic_write_bytes
@@ -131,7 +131,9 @@ def _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, ve
     if pipeline.channels_last:
         net = net.to(memory_format=torch.channels_last)
     bad: dict = {}
-    noun = "texts" if isinstance(pre, TextPreprocessing) else "images"
+    from modeltailor.modalities import get_modality
+
+    noun = get_modality(pre.modality).noun
     with progress_bar(len(order), f"embedding {noun}", verbose) as bar:
         for start in range(0, len(order), SHARD_ROWS):
             chunk = order[start : start + SHARD_ROWS]

@@ -1,0 +1,116 @@
+"""Runners: one exported graph (or the PyTorch model it came from) behind one call.
+
+A runner takes the graph's named inputs as numpy arrays, batch first, and returns logits. The
+same runners check exports against PyTorch, serve requests (`serve/` = modality decoder and
+runner) and are timed by the benchmarks, so what is verified is what is served and measured.
+Runners know nothing about modalities: the modality's export spec says what the inputs are.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Runner(Protocol):
+    """Named inputs (batch first) -> logits (batch, classes)."""
+
+    backend: str
+    input_names: list[str]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+def cpu_threads() -> int:
+    """Cores this process may run on (cpusets included), the right intra-op thread count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class TorchRunner:
+    """The exported graph's PyTorch original (the model with normalisation and temperature
+    wrapped around it, as `ExportSpec.wrap` makes it), in eager mode."""
+
+    backend = "pytorch"
+
+    def __init__(self, model: nn.Module, input_names: list[str]) -> None:
+        self.model = model.eval()
+        self.input_names = list(input_names)
+        # 4-D inputs (images) run faster channels-last on CPU CNNs (DESIGN.md).
+        self._channels_last = False
+
+    def channels_last(self) -> TorchRunner:
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self._channels_last = True
+        return self
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        if self._channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    @torch.inference_mode()
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        args = [self._tensor(inputs[name]) for name in self.input_names]
+        return self.model(*args).float().numpy()
+
+
+class OnnxRunner:
+    """An ONNX file through onnxruntime on the CPU."""
+
+    backend = "onnx"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, {name: inputs[name] for name in self.input_names})[0]
+
+
+class TfliteRunner:
+    """A batch-1 .tflite (as apps run it) through the LiteRT interpreter, one example at a
+    time; 4-D inputs are given NCHW like every other runner and fed NHWC."""
+
+    backend = "tflite"
+
+    def __init__(self, path: str | Path, threads: int = 2) -> None:
+        from modeltailor.export.tflite import _require_litert
+
+        _, interpreter_cls = _require_litert()
+        self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        details = self.interpreter.get_input_details()
+        self.input_names = ["pixels"] if len(details) == 1 else [d["name"] for d in details]
+        self._inputs = [d["index"] for d in details]
+        self._output = self.interpreter.get_output_details()[0]["index"]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        arrays = [inputs[name] for name in self.input_names]
+        rows = []
+        for i in range(len(arrays[0])):
+            for index, x in zip(self._inputs, arrays, strict=True):
+                one = x[i]
+                if one.ndim == 3:  # CHW -> HWC
+                    one = one.transpose(1, 2, 0)
+                self.interpreter.set_tensor(index, np.ascontiguousarray(one[None]))
+            self.interpreter.invoke()
+            rows.append(self.interpreter.get_tensor(self._output)[0].copy())
+        return np.stack(rows)

@@ -1,0 +1,136 @@
+"""Audio: a folder per class of clips (WAV/FLAC/OGG/MP3...), mono 16 kHz windows."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from modeltailor.modalities import register_modality
+from modeltailor.modalities.base import Modality
+
+
+class AudioModality(Modality):
+    name = "audio"
+    noun = "clips"
+    options = ("augment", "window_seconds")
+    priority = 20
+
+    def preprocessing_from_dict(self, d):
+        from modeltailor.backbones.catalogue import AudioPreprocessing
+
+        return AudioPreprocessing.from_dict(d)
+
+    # -- data in ---------------------------------------------------------------------------
+    def recognises(self, path) -> bool:
+        from modeltailor.data.audio import looks_like_audio_folder
+
+        return looks_like_audio_folder(path)
+
+    def load(self, path, options, class_names=None):
+        from modeltailor.data.audio import load_audio_folder
+
+        return load_audio_folder(path, class_names, options.get("group_by"))
+
+    def find_inputs(self, paths):
+        from modeltailor.data.audio import find_audio
+
+        return find_audio(paths)
+
+    def prepare(self, data):
+        verify = getattr(data, "verify", None)
+        return verify() if verify is not None else data
+
+    # -- backbones -----------------------------------------------------------------------------
+    def default_backbone(self, clf, train) -> str:
+        from modeltailor.backbones.audio import default_audio_backbone
+
+        return default_audio_backbone(clf.strategy)
+
+    def specialise(self, clf, spec, train):
+        from modeltailor.backbones.audio import choose_window
+
+        window = clf.window_seconds
+        if window is None:
+            durations = getattr(train, "durations", None)
+            window = choose_window(durations()) if durations is not None else 2.0
+        return replace(spec, preprocessing=replace(spec.preprocessing, window_seconds=window))
+
+    def before_training(self, clf, model) -> None:
+        model.net.augment = clf.augment
+
+    def fit_details(self, clf, model, train) -> dict[str, Any]:
+        pre = model.net.pre
+        durations = getattr(train, "durations", None)
+        seconds = durations() if durations is not None else []
+        longer = sum(s > pre.window_seconds for s in seconds)
+        return {
+            "clips": {
+                "policy": f"windows of {pre.window_seconds:g} s (chosen to hold 95% of the "
+                "training clips whole unless set), overlapping by "
+                f"{pre.window_overlap:g} of a window; shorter clips padded and the padding "
+                "masked out of pooling; embeddings (linear-probe) or logits (trained "
+                "strategies) averaged per clip",
+                "window_seconds": pre.window_seconds,
+                "sample_rate": pre.sample_rate,
+                "share_of_training_clips_windowed": round(longer / len(seconds), 4)
+                if seconds
+                else None,
+                "median_seconds": round(float(np.median(seconds)), 3) if seconds else None,
+                "augment": clf.augment,
+            }
+        }
+
+    # -- the run folder ------------------------------------------------------------------------
+    def save_assets(self, clf, run) -> None:
+        from modeltailor.backbones.audio import ASSETS_FOLDER
+
+        clf.model_.net.save_assets(run.path / ASSETS_FOLDER)
+
+    def network_for(self, run, cfg: dict[str, Any]):
+        from modeltailor.backbones.audio import ASSETS_FOLDER, load_audio_network
+
+        pre = self.preprocessing_from_dict(cfg["preprocessing"])
+        return load_audio_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
+
+    # -- command line --------------------------------------------------------------------------
+    def add_cli_options(self, parser: argparse.ArgumentParser, command: str) -> None:
+        if command == "predict":
+            return
+        g = parser.add_argument_group("audio data")
+        g.add_argument(
+            "--group-by",
+            metavar="REGEX",
+            help="keep files whose names share this group (first capture group, e.g. the "
+            "speaker: '_([a-z]+)_') on one side of the split",
+        )
+        if command != "train":
+            return
+        g.add_argument(
+            "--window",
+            type=float,
+            help="audio: window length in seconds (default: from the clips' lengths)",
+        )
+        g.add_argument(
+            "--no-augment",
+            action="store_true",
+            help="audio: no speed / time shift / gain / noise / SpecAugment while training",
+        )
+
+    def flags_set(self, args: argparse.Namespace) -> list[str]:
+        flags = [("--group-by", "group_by"), ("--window", "window"), ("--no-augment", "no_augment")]
+        return [flag for flag, dest in flags if getattr(args, dest, None)]
+
+    def estimator_options(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"augment": not args.no_augment, "window_seconds": args.window}
+
+    # -- report --------------------------------------------------------------------------------
+    def report_example(self, path: str) -> tuple[str, str | None]:
+        from modeltailor.report.html import audio_clip
+
+        return "clip", audio_clip(path)
+
+
+AUDIO = register_modality(AudioModality())

@@ -1,0 +1,166 @@
+"""The modality contract: everything that differs between images, texts, audio (or anything else).
+
+One `Modality` object per modality, registered by name. The estimator, the command line, the
+report, export and serve ask the registry instead of asking "which modality is this?": a new
+modality is one module that subclasses `Modality` and calls `register_modality`, plus its
+backbones (see tests/test_new_modality.py, which adds one without touching the package).
+
+A method with a default here is what most file-based modalities need; override what differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modeltailor.errors import ModelTailorError
+
+if TYPE_CHECKING:
+    import torch
+
+    from modeltailor.backbones.catalogue import BackboneSpec
+    from modeltailor.data.dataset import LabeledDataset, Skipped
+    from modeltailor.run import RunDir
+
+
+class InputError(Exception):
+    """One upload a serve decoder cannot use (empty, not decodable, refused); says why."""
+
+
+@dataclass
+class ExportSpec:
+    """How a modality's model meets an exported graph.
+
+    `wrap` puts what must live inside the graph around the network (image normalisation, the
+    calibration temperature); `inputs` turns items into the graph's inputs exactly as training
+    and prediction decode them; `example` gives a batch for tracing; `describe` is what
+    `preprocessing.json` tells an app about the steps outside the graph.
+    """
+
+    input_names: list[str]
+    wrap: Callable[[torch.nn.Module, Any, float], torch.nn.Module]
+    inputs: Callable[[list, Any], tuple[dict[str, np.ndarray], list[int]]]
+    example: Callable[[Any], tuple]
+    describe: Callable[[Any], dict[str, Any]]
+    #: Which axis of each input is the batch (the others are fixed).
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: Export formats beyond ONNX this modality's graphs are known to work in.
+    formats: tuple[str, ...] = ("onnx",)
+    #: What the verification messages call the examples ("images", "clips").
+    noun: str = "examples"
+
+
+class Modality:
+    """Defaults for a modality whose examples are files in a folder per class."""
+
+    #: Registry key, written into every run's config.json and preprocessing record.
+    name: str = ""
+    #: What its examples are called in messages and reports ("images", "texts", "clips").
+    noun: str = "examples"
+    #: Estimator settings this modality reads besides the shared ones (e.g. "window_seconds").
+    options: tuple[str, ...] = ()
+    #: The default backbone when it never depends on the data (named in run folders and
+    #: `tailor compare` tables); None when `default_backbone` looks at the data.
+    named_default_backbone: str | None = None
+    #: When two modalities recognise a path, the lower number is asked first.
+    priority: int = 50
+
+    # -- data in ---------------------------------------------------------------------------
+    def recognises(self, path: str | Path) -> bool:
+        """Whether `tailor train PATH` holds this modality's data."""
+        return False
+
+    def load(
+        self, path: str | Path, options: dict[str, Any], class_names: list[str] | None = None
+    ) -> LabeledDataset:
+        """The labelled dataset at `path` (`options`: CLI data options, e.g. text_column)."""
+        raise NotImplementedError(f"{self.name}: no reader")
+
+    def find_inputs(self, paths: list[str | Path]) -> tuple[list, list[Skipped]]:
+        """Inputs to predict on from files/folders, and what was skipped."""
+        raise ModelTailorError(f"{self.name} runs cannot read files to predict on")
+
+    def as_items(self, X: Any) -> list:
+        """Whatever a user passes to `predict` as dataset items."""
+        return [Path(x) for x in X]
+
+    def prepare(self, data: LabeledDataset) -> LabeledDataset:
+        """Drop what cannot be read before training (e.g. files that fail to decode)."""
+        return data
+
+    # -- preprocessing and backbones ---------------------------------------------------------
+    def preprocessing_from_dict(self, d: dict[str, Any]) -> Any:
+        """The preprocessing record (`to_dict`/`from_dict`, a `modality` field) of a run."""
+        raise NotImplementedError(f"{self.name}: no preprocessing record")
+
+    def default_backbone(self, clf: Any, train: LabeledDataset) -> str:
+        raise ModelTailorError(f"{self.name}: give a backbone (see `tailor backbones`)")
+
+    def specialise(self, clf: Any, spec: BackboneSpec, train: LabeledDataset) -> BackboneSpec:
+        """The backbone record fitted to the data (audio: the window length from the clips)."""
+        return spec
+
+    def fit_details(self, clf: Any, model: Any, train: LabeledDataset) -> dict[str, Any]:
+        """What config.json records about this modality's inputs (long texts, clip windows)."""
+        return {}
+
+    # -- the trained model ---------------------------------------------------------------------
+    def before_training(self, clf: Any, model: Any) -> None:
+        """Set what the network needs to know while it trains (audio: augmentation)."""
+
+    def extend_head(self, clf: Any, model: Any, train, val, pre, result, settings) -> None:
+        """After a closed-form head: side features may join it (text: TF-IDF)."""
+
+    def side_logits(self, clf: Any, items: list) -> np.ndarray | None:
+        """Logits a side model adds to the network's (text: the TF-IDF side head)."""
+        return None
+
+    def save_assets(self, clf: Any, run: RunDir) -> None:
+        """Files besides the weights that loading needs (text: architecture + tokenizer)."""
+
+    def load_assets(self, clf: Any, run: RunDir) -> None:
+        """Read back what `save_assets` wrote, after the weights are loaded."""
+
+    def network_for(self, run: RunDir, cfg: dict[str, Any]) -> torch.nn.Module:
+        """The network a saved run was trained with, before its weights are loaded."""
+        raise NotImplementedError(f"{self.name}: cannot rebuild a saved network")
+
+    # -- command line ------------------------------------------------------------------------
+    def add_cli_options(self, parser: argparse.ArgumentParser, command: str) -> None:
+        """Options of `tailor <command>` that only this modality reads."""
+
+    def flags_set(self, args: argparse.Namespace) -> list[str]:
+        """This modality's own flags that `args` sets: an error on another modality's data."""
+        return []
+
+    def estimator_options(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Estimator settings (names in `options`) from parsed command-line options."""
+        return {}
+
+    def predict_command(self, clf: Any, args: argparse.Namespace) -> int | None:
+        """`tailor predict` for inputs that are not files (text: --text, tables); None: the
+        shared path, which classifies the files and folders given."""
+        return None
+
+    # -- report / export / serve ---------------------------------------------------------------
+    def report_example(self, path: str) -> tuple[str, str | None]:
+        """How the report shows one example: ("thumbnail" | "clip", a data URI, or None when
+        the file is gone), or ("text", "") for the row's text snippet (its path, for files)."""
+        return "text", ""
+
+    def snippet(self, item: Any) -> str | None:
+        """The text predictions.csv keeps beside an item (texts), None for files."""
+        return None
+
+    def export_spec(self) -> ExportSpec | None:
+        """How this modality's models are exported; None: not exportable yet."""
+        return None
+
+    def serve_decoder(self, pre: Any) -> Any:
+        """Turns an upload into an export input (see serve/); None: not servable yet."""
+        return None

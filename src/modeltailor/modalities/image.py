@@ -1,0 +1,144 @@
+"""Images: a folder per class of files Pillow reads; pixels normalised as the backbone says."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE
+from modeltailor.modalities import register_modality
+from modeltailor.modalities.base import ExportSpec, InputError, Modality
+
+
+class ImageModality(Modality):
+    name = "image"
+    noun = "images"
+    #: Asked last: any other path goes to the image reader, whose messages explain the layout.
+    priority = 90
+    named_default_backbone = DEFAULT_IMAGE_BACKBONE
+
+    def preprocessing_from_dict(self, d):
+        from modeltailor.backbones.catalogue import Preprocessing
+
+        return Preprocessing.from_dict(d)
+
+    def recognises(self, path: str | Path) -> bool:
+        return True
+
+    def load(self, path, options, class_names=None):
+        from modeltailor.data import load_image_folder
+
+        return load_image_folder(path, class_names=class_names)
+
+    def find_inputs(self, paths):
+        from modeltailor.data.images import find_images
+
+        return find_images(paths)
+
+    def prepare(self, data):
+        verify = getattr(data, "verify", None)
+        return verify() if verify is not None else data
+
+    def default_backbone(self, clf, train) -> str:
+        return DEFAULT_IMAGE_BACKBONE
+
+    def network_for(self, run, cfg: dict[str, Any]):
+        import timm
+
+        return timm.create_model(
+            cfg["architecture"], pretrained=False, num_classes=cfg["num_classes"]
+        )
+
+    def report_example(self, path: str) -> tuple[str, str | None]:
+        from modeltailor.report.html import thumbnail
+
+        return "thumbnail", thumbnail(path)
+
+    def export_spec(self) -> ExportSpec:
+        from modeltailor.export.base import NormalizedModel, pixels_for, preprocessing_doc
+
+        def example(pre) -> tuple:
+            import torch
+
+            return (torch.rand(2, 3, pre.input_size, pre.input_size),)
+
+        def inputs(items, pre):
+            pixels, kept = pixels_for(items, pre)
+            return {"pixels": pixels}, kept
+
+        return ExportSpec(
+            input_names=["pixels"],
+            wrap=lambda model, pre, t: NormalizedModel(model, pre.mean, pre.std, temperature=t),
+            inputs=inputs,
+            example=example,
+            describe=preprocessing_doc,
+            dynamic_axes={"pixels": {0: "batch"}},
+            formats=("onnx", "tflite", "web"),
+            noun=self.noun,
+        )
+
+    def serve_decoder(self, pre):
+        return ImageDecoder(pre)
+
+
+# -- serving: an upload -> the pixels the exported graph takes ---------------------------------
+
+#: An image longer than this many times its width (or the reverse) is refused: resizing its
+#: short side to the model's input would make a few-byte file expand to gigabytes.
+MAX_ASPECT = 20
+
+
+class ImageDecoder:
+    """Images: any format Pillow reads, preprocessed as the run's config.json says."""
+
+    def __init__(self, pre: Any) -> None:
+        from modeltailor.data.transforms import eval_transform
+
+        self.pre = pre
+        self._transform = eval_transform(pre)
+
+    def accepts(self, content_type: str | None) -> bool:
+        """image/*, or a type that says nothing (clients send octet-stream for unknown names)."""
+        mime = (content_type or "").split(";")[0].strip().lower()
+        return mime in ("", "application/octet-stream") or mime.startswith("image/")
+
+    def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
+        from modeltailor.export.base import unnormalize
+
+        pixels = image_tensor(data, name, self.pre, self._transform)
+        return {"pixels": unnormalize(pixels[None], self.pre)[0]}
+
+
+def image_tensor(data: bytes, name: str, pre: Any, transform) -> Any:
+    """Normalised CHW pixels of one encoded image: the same steps as `decoded_batches`."""
+    from modeltailor.data.images import ImageReadError
+    from modeltailor.data.transforms import load_for_model
+
+    try:
+        img = load_for_model(_Upload(data, name), pre)
+    except ImageReadError as exc:
+        raise InputError(str(exc)) from exc
+    short, long = sorted(img.size)
+    if long > MAX_ASPECT * short:
+        raise InputError(
+            f"{img.width}x{img.height} pixels: more than {MAX_ASPECT}:1 is too elongated to "
+            "resize for the model; crop it first"
+        )
+    return transform(img)
+
+
+class _Upload(io.BytesIO):
+    """In-memory file whose repr is its name, so Pillow's messages name the upload."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(self.name)
+
+
+IMAGE = register_modality(ImageModality())

@@ -1,0 +1,223 @@
+"""Texts: CSV/TSV/JSONL tables or a folder per class of .txt files; token windows for encoders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from modeltailor.errors import ModelTailorError
+from modeltailor.modalities import register_modality
+from modeltailor.modalities.base import Modality
+
+#: Run sub-folder of a text run's TF-IDF side head (vocabulary JSON + head weights).
+SIDE_FOLDER = "tfidf_side"
+
+
+def text_of(item: Any) -> str:
+    return item.text if hasattr(item, "text") else str(item)
+
+
+class TextModality(Modality):
+    name = "text"
+    noun = "texts"
+    options = ("combine_tfidf",)
+    priority = 10
+
+    def preprocessing_from_dict(self, d):
+        from modeltailor.backbones.catalogue import TextPreprocessing
+
+        return TextPreprocessing.from_dict(d)
+
+    # -- data in ---------------------------------------------------------------------------
+    def recognises(self, path) -> bool:
+        from modeltailor.data.text import looks_like_text_data
+
+        return looks_like_text_data(path)
+
+    def load(self, path, options, class_names=None):
+        from modeltailor.data.text import load_text
+
+        return load_text(
+            path,
+            options.get("text_column"),
+            options.get("label_column"),
+            options.get("encoding"),
+            class_names,
+        )
+
+    def as_items(self, X: Any) -> list:
+        from modeltailor.data.text import TextItem
+
+        if isinstance(X, str):
+            raise TypeError("pass a list of texts, not one string")
+        return [
+            x if isinstance(x, TextItem) else TextItem(str(x), f"text {i + 1}")
+            for i, x in enumerate(X)
+        ]
+
+    # -- backbones -----------------------------------------------------------------------------
+    def default_backbone(self, clf, train) -> str:
+        from modeltailor.backbones.text import default_text_backbone
+        from modeltailor.strategies import get_strategy
+
+        if get_strategy(clf.strategy).classical:
+            return "tfidf"
+        return default_text_backbone([text_of(item) for item in train.items])
+
+    def fit_details(self, clf, model, train) -> dict[str, Any]:
+        from modeltailor.backbones.text import multi_window_share
+
+        encoder = model.net
+        if not hasattr(encoder, "encode"):
+            return {}  # not a windowed encoder (the TF-IDF baseline reads whole texts)
+        share = multi_window_share(encoder.encode([text_of(i) for i in train.items]))
+        return {
+            "long_texts": {
+                "policy": "split into windows of max_length tokens, overlapping by "
+                f"{encoder.pre.window_overlap:g} of a window; "
+                "embeddings (linear-probe) or logits (trained strategies) averaged per text",
+                "max_length": encoder.pre.max_length,
+                "share_of_training_texts_windowed": round(share, 4),
+            }
+        }
+
+    # -- TF-IDF side features ------------------------------------------------------------------
+    def extend_head(self, clf, model, train, val, pre, result, settings) -> None:
+        from modeltailor.training.hybrid import fit_hybrid_head
+
+        if not clf.combine_tfidf or not hasattr(model.net, "encode"):
+            return
+        if result.features is None:  # LP-FT kept the trained network: embed with its tuned body
+            result.features = (clf._embed(model, pre, train), clf._embed(model, pre, val))
+            trained = result.info["head_init"]["validation"]["trained"]
+            result.head_choice = {**trained, "C": None, "selected_by": "the trained network"}
+        x_train, x_val = result.features
+        side, record = fit_hybrid_head(
+            model, x_train, train, x_val, val, result.head_choice, settings
+        )
+        clf.side_ = side
+        result.info["tfidf_side"] = record
+
+    def side_logits(self, clf, items: list) -> np.ndarray | None:
+        side = getattr(clf, "side_", None)
+        return None if side is None else side.logits([text_of(item) for item in items])
+
+    # -- the run folder ------------------------------------------------------------------------
+    def save_assets(self, clf, run) -> None:
+        from modeltailor.backbones.text import ASSETS_FOLDER
+
+        clf.model_.net.save_assets(run.path / ASSETS_FOLDER)
+        side = getattr(clf, "side_", None)
+        if side is not None:
+            from safetensors.torch import save_file
+
+            folder = run.path / SIDE_FOLDER
+            side.save_assets(folder)
+            head = {k: v.contiguous() for k, v in side.get_classifier().state_dict().items()}
+            save_file(head, str(folder / "head.safetensors"))
+
+    def load_assets(self, clf, run) -> None:
+        folder = run.path / SIDE_FOLDER
+        clf.side_ = None
+        if folder.is_dir():
+            from safetensors.torch import load_file
+
+            from modeltailor.backbones.tfidf import TfidfText
+
+            side = TfidfText.load(folder, len(clf.classes_))
+            side.get_classifier().load_state_dict(load_file(str(folder / "head.safetensors")))
+            clf.side_ = side.eval()
+
+    def network_for(self, run, cfg: dict[str, Any]):
+        from modeltailor.backbones.text import ASSETS_FOLDER, load_text_network
+
+        pre = self.preprocessing_from_dict(cfg["preprocessing"])
+        return load_text_network(run.path / ASSETS_FOLDER, pre, cfg["num_classes"])
+
+    # -- command line --------------------------------------------------------------------------
+    def add_cli_options(self, parser: argparse.ArgumentParser, command: str) -> None:
+        if command == "predict":
+            parser.add_argument(
+                "--text", action="append", help="text to classify (repeatable; text runs)"
+            )
+            parser.add_argument(
+                "--text-column", help="column holding the text (text runs; default: text)"
+            )
+            parser.add_argument("--encoding", help="input encoding, e.g. cp932 (default: detected)")
+            return
+        g = parser.add_argument_group("text data")
+        g.add_argument("--text-column", help="column holding the text (default: 'text', any case)")
+        g.add_argument("--label-column", help="column holding the label (default: 'label')")
+        g.add_argument("--encoding", help="file encoding, e.g. cp932 (default: detected)")
+
+    def predict_command(self, clf, args: argparse.Namespace) -> int | None:
+        """--text strings, or a file/folder: CSV in -> the same rows plus label and probability."""
+        from rich.table import Table
+
+        from modeltailor.cli import out, report_skipped
+
+        if args.text and args.inputs:
+            raise ModelTailorError("give either --text or input files, not both")
+        if args.text:
+            rows = clf.predict_texts(args.text, top_k=args.top_k)
+            if args.json:
+                print(json.dumps({"predictions": rows}, indent=2, ensure_ascii=False))
+                return 0
+            table = Table()
+            table.add_column("text", overflow="fold")
+            table.add_column("label")
+            table.add_column("probability", justify="right")
+            for r in rows:
+                table.add_row(r["text"], r["label"], f"{r['probability']:.3f}")
+            out.print(table)
+            return 0
+        if len(args.inputs) != 1:
+            raise ModelTailorError(
+                "give one input: a .csv/.tsv/.jsonl file, a .txt file or a folder"
+            )
+        from modeltailor.data.text import read_text_rows
+
+        data = read_text_rows(args.inputs[0], args.text_column, args.encoding)
+        report_skipped(data.skipped)
+        preds = clf.predict_texts(data.texts, top_k=args.top_k)
+        if args.json:
+            doc = [
+                {**row, "origin": o, "label": p["label"], "probability": p["probability"]}
+                for row, o, p in zip(data.rows, data.origins, preds, strict=True)
+            ]
+            skipped = [s.__dict__ for s in data.skipped]
+            print(
+                json.dumps(
+                    {"predictions": doc, "skipped": skipped}, indent=2, ensure_ascii=False
+                )
+            )
+        else:
+            _write_prediction_rows(data, preds)
+        return 0 if preds else 1
+
+    # -- report --------------------------------------------------------------------------------
+    def snippet(self, item: Any) -> str | None:
+        return getattr(item, "text", None)
+
+
+def _write_prediction_rows(data, preds: list[dict]) -> None:
+    """The input rows plus `label` and `probability` columns, as CSV on stdout (prefixed
+    `predicted_` when the input already has a column of either name)."""
+    import csv
+
+    clash = {"label", "probability"} & {c.lower() for c in data.columns}
+    label, proba = (
+        ("predicted_label", "predicted_probability") if clash else ("label", "probability")
+    )
+    writer = csv.DictWriter(sys.stdout, fieldnames=[*data.columns, label, proba])
+    writer.writeheader()
+    for row, p in zip(data.rows, preds, strict=True):
+        writer.writerow({**row, label: p["label"], proba: f"{p['probability']:.6f}"})
+
+
+TEXT = register_modality(TextModality())
+

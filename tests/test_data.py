@@ -184,3 +184,53 @@ def test_folder_readers_share_layout_rules_and_messages(tmp_path, write, suffix,
     assert data.class_names == ["dog", "猫"]
     with pytest.raises(DataError, match=r"folders \['猫'\] are not classes of this model"):
         load(tree / "train", class_names=["dog", "cat"])
+
+
+def _thin_png(path, size=(1, 100_000)):
+    """A 1x100,000 PNG: a few hundred bytes on disk, 25.6 GB once resized for a model."""
+    Image.new("L", size).save(path)
+    return path
+
+
+def test_too_elongated_images_are_refused_before_decoding(tmp_path):
+    """One rule (images.MAX_ASPECT) in the readers every entry point uses: training skips and
+    reports the file, predict/evaluate get an ImageReadError per file."""
+    root = _class_tree(tmp_path, {"a": 2, "b": 2})
+    thin = _thin_png(root / "a" / "thin.png")
+    assert thin.stat().st_size < 2000
+    _thin_png(root / "b" / "wide.png", (21, 1))  # just over 20:1, lying on its side
+    Image.new("RGB", (20, 1)).save(root / "b" / "edge.png")  # exactly 20:1 is fine
+    with pytest.raises(images_module.ImageReadError, match=r"1x100000 pixels: more than 20:1"):
+        open_image(thin)
+    data = load_image_folder(root)
+    reasons = {s.path: s.reason for s in data.skipped}
+    assert set(reasons) == {str(thin), str(root / "b" / "wide.png")}
+    assert "too elongated" in reasons[str(thin)] and "crop it first" in reasons[str(thin)]
+    assert len(data.verify()) == 5
+    assert images_module.MAX_ASPECT == 20
+
+
+def test_thin_image_on_the_predict_path_fails_within_a_memory_cap(tmp_path):
+    """Decode + eval transform (what `tailor predict` runs per file) in a child process whose
+    address space is capped at 4 GB: before the guard it tried to allocate 25.6 GB."""
+    import os
+    import subprocess
+    import sys
+
+    thin = _thin_png(tmp_path / "thin.png")
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+from modeltailor.backbones.catalogue import Preprocessing
+from modeltailor.data.transforms import eval_transform
+from modeltailor.training.loaders import ImageTensors
+pre = Preprocessing(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+x, i, error = ImageTensors([{str(thin)!r}], None, eval_transform(pre), pre, tolerant=True)[0]
+print("ERROR:", error)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ERROR: 1x100000 pixels: more than 20:1 is too elongated" in done.stdout

@@ -289,3 +289,17 @@ def test_spamassassin_csv():
     data.validate()
     train, val, test = data.split(0.8, 0.1, seed=0)
     assert len(train) + len(val) + len(test) == len(data)
+
+
+@pytest.mark.parametrize("suffix,sep", [(".csv", ","), (".tsv", "\t")])
+def test_a_header_without_rows_says_so(tmp_path, suffix, sep):
+    """One file with a header and nothing under it is not "no usable files found"."""
+    path = _write(tmp_path / f"only_header{suffix}", f"text{sep}label\n")
+    with pytest.raises(DataError, match="no rows below the header line") as exc:
+        load_text(path)
+    assert str(exc.value) == f"{path}: no rows below the header line"
+    with pytest.raises(DataError, match="no rows below the header line"):
+        read_text_rows(path)
+    blank = _write(tmp_path / f"blank_rows{suffix}", f"text{sep}label\n{sep}\n\n{sep}\n")
+    with pytest.raises(DataError, match=f"{blank}: every row below the header line is empty"):
+        load_text(blank)

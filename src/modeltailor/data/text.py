@@ -269,12 +269,19 @@ def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
         raise DataError(f"{_where(source, bad[0])} (the header): {decoded.bad_lines[bad[0]]}")
     columns = [_clean_name(h) for h in header]
     table = _Table(source, columns, [], decoded.encoding)
+    seen = 0
     for start, end, record in records:
+        seen += 1
         problem = _record_problem(record, len(columns), start, end, decoded.bad_lines)
         if problem:
             table.skipped.append(Skipped(_where(source, start), problem))
         elif any(v.strip() for v in record):  # a row of empty cells is no example
             table.rows.append(_Row(start, dict(zip(columns, record, strict=False))))
+    if not table.rows and not table.skipped:  # one file with nothing in it, not "no files"
+        what = (
+            "every row below the header line is empty" if seen else "no rows below the header line"
+        )
+        raise DataError(f"{source}: {what}")
     return table
 
 

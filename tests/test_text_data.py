@@ -303,3 +303,56 @@ def test_a_header_without_rows_says_so(tmp_path, suffix, sep):
     blank = _write(tmp_path / f"blank_rows{suffix}", f"text{sep}label\n{sep}\n\n{sep}\n")
     with pytest.raises(DataError, match=f"{blank}: every row below the header line is empty"):
         load_text(blank)
+
+
+def _tsv_with_unclosed_quote() -> tuple[str, list[str]]:
+    """30 rows; row 5 opens a quote it never closes, later rows hold quotes of their own."""
+    texts = [f"message {i}" for i in range(30)]
+    texts[4] = '"starts with a quote and never closes'
+    texts[9] = 'she wrote "ok" and left'
+    texts[15] = '12" pizza'
+    labels = ["ham" if i % 3 else "spam" for i in range(30)]
+    body = "text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in zip(texts, labels, strict=True))
+    return body, texts
+
+
+def test_tsv_quote_that_never_closes_swallows_no_rows(tmp_path):
+    """TSV fields are rarely quoted: an unclosed quote stays a character of its text."""
+    body, texts = _tsv_with_unclosed_quote()
+    path = _write(tmp_path / "messages.tsv", body)
+    data = load_text(path)
+    assert data.texts == texts and not data.skipped
+    assert data.items[4].origin == f"{path}:line 6"
+    rows = read_text_rows(path)
+    assert rows.texts == texts and not rows.skipped
+    # a consistently quoted TSV (Excel's "Unicode text", R's write.table) keeps its quoting
+    quoted = _write(
+        tmp_path / "quoted.tsv",
+        '"text"\t"label"\n"two\nlines"\t"ham"\n"say ""hi"""\t"spam"\nplain\tham\n',
+    )
+    assert load_text(quoted).texts == ["two\nlines", 'say "hi"', "plain"]
+
+
+@pytest.mark.parametrize("label_first", [False, True])
+def test_csv_text_that_swallowed_rows_is_reported_by_line(tmp_path, label_first):
+    """A quote that never closes merges the following rows into one text (with the last
+    one's label); that text is skipped, naming its lines, not trained on."""
+    rows = [
+        ("row 1", "ham"),
+        ("row 2", "spam"),
+        ('"starts with a quote and never closes', "ham"),
+        ("row 4", "spam"),
+        ("row 5", "ham"),
+        ('he said "hi"', "spam"),
+        ('"Dear all,\nthe meeting, at 5,\nbye"', "ham"),  # a real multi-line text: kept
+        ("row 10", "spam"),
+    ]
+    header = "label,text" if label_first else "text,label"
+    lines = [f"{lab},{t}" if label_first else f"{t},{lab}" for t, lab in rows]
+    path = _write(tmp_path / "r.csv", header + "\n" + "\n".join(lines) + "\n")
+    data = load_text(path)
+    assert data.texts == ["row 1", "row 2", "Dear all,\nthe meeting, at 5,\nbye", "row 10"]
+    reasons = _reasons(data)
+    assert list(reasons) == [f"{path}:line 4"]
+    assert reasons[f"{path}:line 4"].startswith("lines 4-7 were read as one row")
+    assert "quote" in reasons[f"{path}:line 4"]

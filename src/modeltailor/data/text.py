@@ -230,6 +230,7 @@ def decode_file(path: str | Path, encoding: str | None = None) -> Decoded:
 class _Row:
     line: int  # where the record starts
     fields: dict[str, Any]
+    end: int = 0  # where it ends, when a quoted field runs over several lines
 
 
 @dataclass
@@ -241,6 +242,7 @@ class _Table:
     rows: list[_Row]
     encoding: str
     skipped: list[Skipped] = field(default_factory=list)
+    delimiter: str = ""  # "" for JSON Lines
 
 
 def _where(source: str, line: int) -> str:
@@ -256,9 +258,13 @@ def _read_table(path: Path, encoding: str | None) -> _Table:
 
 
 def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
-    """CSV/TSV with Excel's quoting; records report the line they start on."""
+    """CSV/TSV with Excel's quoting (TSV only when its quotes parse cleanly: `_quoting`);
+    records report the line they start on."""
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
-    reader = csv.reader(decoded.lines, delimiter=_delimiter(decoded.lines, delimiter))
+    delimiter = _delimiter(decoded.lines, delimiter)
+    reader = csv.reader(
+        decoded.lines, delimiter=delimiter, quoting=_quoting(decoded.lines, delimiter)
+    )
     records = iter(_records(reader, source, 0))
     first = next(records, None)
     if first is None or not any(h.strip() for h in first[2]):
@@ -268,7 +274,7 @@ def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
     if bad:
         raise DataError(f"{_where(source, bad[0])} (the header): {decoded.bad_lines[bad[0]]}")
     columns = [_clean_name(h) for h in header]
-    table = _Table(source, columns, [], decoded.encoding)
+    table = _Table(source, columns, [], decoded.encoding, delimiter=delimiter)
     seen = 0
     for start, end, record in records:
         seen += 1
@@ -276,7 +282,7 @@ def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
         if problem:
             table.skipped.append(Skipped(_where(source, start), problem))
         elif any(v.strip() for v in record):  # a row of empty cells is no example
-            table.rows.append(_Row(start, dict(zip(columns, record, strict=False))))
+            table.rows.append(_Row(start, dict(zip(columns, record, strict=False)), end))
     if not table.rows and not table.skipped:  # one file with nothing in it, not "no files"
         what = (
             "every row below the header line is empty" if seen else "no rows below the header line"
@@ -292,6 +298,83 @@ def _delimiter(lines: list[str], default: str) -> str:
     if default == "," and ";" in header and "," not in header:
         return ";"
     return default
+
+
+def _quoting(lines: list[str], delimiter: str) -> int:
+    """How quotes are read: as Excel writes them in a CSV; in a TSV only when the file is
+    consistently quoted, else as plain characters.
+
+    TSV fields are rarely quoted, and a quote that opens a field and never closes
+    (`"starts with a quote<TAB>ham`) would swallow the rows after it into one text. A TSV's
+    quotes are honoured only when every quoted field opens and closes cleanly (a strict
+    parse) and every record then has the header's number of fields, as in what Excel
+    ("Unicode text") or R's write.table write.
+    """
+    if delimiter != "\t":
+        return csv.QUOTE_MINIMAL
+    if not any(line.startswith('"') or '\t"' in line for line in lines):
+        return csv.QUOTE_NONE  # no field starts with a quote: both read the same
+    try:
+        records = [r for r in csv.reader(lines, delimiter="\t", strict=True) if r]
+    except csv.Error:
+        return csv.QUOTE_NONE
+    width = len(records[0]) if records else 0
+    return csv.QUOTE_MINIMAL if all(len(r) == width for r in records) else csv.QUOTE_NONE
+
+
+_DELIMITER_NAMES = {",": "a comma", "\t": "a tab", ";": "a semicolon"}
+
+
+def _swallowed_rows(
+    row: _Row, columns: list[str], label_column: str, labels: set[str], delimiter: str
+) -> str | None:
+    """Why a record that runs over several lines looks like several rows read as one, or None.
+
+    A quote that opens a field and never closes takes the following lines into that field,
+    up to the next quote, with the last of them's label: the field then holds lines that
+    are rows of their own (`<text><delimiter><label>`, or `<label><delimiter><text>` when
+    the label column comes first). Only fields holding line breaks are looked at, and only
+    values used as labels in the file count, so a real multi-line text (an e-mail with
+    commas) is not taken for rows.
+    """
+    if row.end <= row.line or not labels:
+        return None
+    li = columns.index(label_column)
+    line = row.line  # where the field being looked at starts
+    for k, name in enumerate(columns):
+        value = row.fields.get(name)
+        if not isinstance(value, str):
+            continue
+        parts = _split_lines(value)
+        if k != li and len(parts) > 1:
+            # the field's own first line follows its row's start, its last line precedes
+            # the row's end: a row of its own can only show on the other side of those
+            for j in range(len(parts) - 1) if k < li else range(1, len(parts)):
+                label = _label_in_line(parts[j], k, li, len(columns), delimiter)
+                if _clean_name(label.strip('"')) in labels:
+                    sep = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+                    label = label.strip()
+                    shape = (
+                        f"{sep} and the label {label!r} after its text"
+                        if k < li
+                        else f"the label {label!r} and {sep} before its text"
+                    )
+                    return (
+                        f"lines {row.line}-{row.end} were read as one row, but its {name!r} "
+                        f"field holds what look like rows of their own (line {line + j} has "
+                        f"{shape}): a quote that opens at line {line} and never closes? "
+                        "Close or remove it"
+                    )
+        line += sum(1 for part in parts if part.endswith(("\n", "\r")))
+    return None
+
+
+def _label_in_line(part: str, k: int, li: int, width: int, delimiter: str) -> str:
+    """What stands where the label would if one line of field `k` were a row of its own."""
+    cells = next(csv.reader([part.rstrip("\r\n")], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    if k < li:  # <text><delimiter><label>...: counted from the end (the text may hold commas)
+        return cells[len(cells) - (width - li)] if len(cells) >= width - k else ""
+    return cells[li] if len(cells) >= k + 1 else ""  # ...<label><delimiter><text>
 
 
 def _records(reader: Any, source: str, after: int) -> Iterable[tuple[int, int, list[str]]]:
@@ -427,10 +510,14 @@ def _labelled_table(
     text_col = _find_column(table.columns, text_column, "text", "--text-column", table.source)
     label_col = _find_column(table.columns, label_column, "label", "--label-column", table.source)
     out = _Labelled(table.source, [], [], list(table.skipped))
+    known = {_label_value(row.fields.get(label_col))[0] for row in table.rows} - {""}
     for row in table.rows:
         text, problem = _text_value(row.fields.get(text_col))
         label, label_problem = _label_value(row.fields.get(label_col))
-        problem = problem or label_problem
+        swallowed = table.delimiter and _swallowed_rows(
+            row, table.columns, label_col, known, table.delimiter
+        )
+        problem = swallowed or problem or label_problem
         if problem:
             out.skipped.append(Skipped(_where(table.source, row.line), problem))
         else:

@@ -234,3 +234,48 @@ print("ERROR:", error)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ERROR: 1x100000 pixels: more than 20:1 is too elongated" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "write,suffix", [(_write_image, ".png"), (_write_clip, ".wav")], ids=["images", "audio"]
+)
+def test_links_back_into_the_dataset_are_not_followed(tmp_path, write, suffix):
+    """`self -> .` at the top once became a class "self" holding every file again; links that
+    lead back inside the dataset folder (or to a folder holding it) are skipped and reported,
+    links to folders elsewhere are still read."""
+    from modeltailor import load_audio_folder
+
+    load = load_image_folder if suffix == ".png" else load_audio_folder
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write(root / cls / f"{i}{suffix}")
+    write(tmp_path / "elsewhere" / f"extra{suffix}")
+    (root / "self").symlink_to(".")  # the loop of the issue
+    (root / "a" / "up").symlink_to("../..")  # a folder holding the dataset
+    (root / "b" / "other_class").symlink_to("../a")  # inside: files read twice
+    (root / "b" / f"dup{suffix}").symlink_to(f"../a/0{suffix}")
+    (root / "b" / "more").symlink_to(tmp_path / "elsewhere")  # outside: read
+    (root / "b" / "broken").symlink_to(tmp_path / "gone")
+    data = load(root)
+    assert data.class_names == ["a", "b"]
+    assert sorted(str(p.relative_to(root)) for p in data.items) == [
+        f"a/0{suffix}", f"a/1{suffix}", f"b/0{suffix}", f"b/1{suffix}", f"b/more/extra{suffix}"
+    ]
+    reasons = {s.path: s.reason for s in data.skipped}
+    assert set(reasons) == {
+        str(root / name)
+        for name in ("self", "a/up", "b/other_class", f"b/dup{suffix}", "b/broken")
+    }
+    assert "leads back to the dataset folder or above it" in reasons[str(root / "self")]
+    assert "not followed" in reasons[str(root / "a" / "up")]
+    assert "inside the dataset folder" in reasons[str(root / "b" / "other_class")]
+    assert "broken link" in reasons[str(root / "b" / "broken")]
+    # train/ val/ test/ layouts: a val folder that is a link to train would leak
+    split = tmp_path / "split"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write(split / "train" / cls / f"{i}{suffix}")
+    (split / "val").symlink_to("train")
+    data = load(split)
+    assert data.split()[1] is None and [s.path for s in data.skipped] == [str(split / "val")]

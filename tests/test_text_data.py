@@ -356,3 +356,26 @@ def test_csv_text_that_swallowed_rows_is_reported_by_line(tmp_path, label_first)
     assert list(reasons) == [f"{path}:line 4"]
     assert reasons[f"{path}:line 4"].startswith("lines 4-7 were read as one row")
     assert "quote" in reasons[f"{path}:line 4"]
+
+
+def test_text_folders_do_not_follow_links_back_into_the_dataset(tmp_path):
+    root = tmp_path / "tickets"
+    for cls in ("billing", "bug"):
+        for i in range(2):
+            _write(root / cls / f"{i}.txt", f"{cls} ticket {i}")
+    (root / "self").symlink_to(".")
+    (root / "bug" / "copy").symlink_to("../billing")
+    data = load_text(root)
+    assert data.class_names == ["billing", "bug"] and len(data) == 4
+    reasons = _reasons(data)
+    assert set(reasons) == {str(root / "self"), str(root / "bug" / "copy")}
+    assert "not followed" in reasons[str(root / "self")]
+    # split files that are one file under two names
+    split = tmp_path / "split"
+    _write(split / "train.csv", _reviews(6))
+    (split / "val.csv").symlink_to("train.csv")
+    data = load_text(split)
+    assert data.split()[1] is None
+    assert _reasons(data) == {
+        str(split / "val.csv"): "the same file as train.csv (a link): not read twice"
+    }

@@ -216,7 +216,9 @@ def load_audio_folder(
     return data.group_by(group_by) if group_by else data
 
 
-def _load_classes(root: Path, class_names: list[str] | None) -> AudioDataset:
+def _load_classes(
+    root: Path, class_names: list[str] | None, dataset_root: Path | None = None
+) -> AudioDataset:
     seconds: dict[str, float] = {}
 
     def problem(path: Path) -> str | None:  # the header gives the length, kept for windows
@@ -227,7 +229,7 @@ def _load_classes(root: Path, class_names: list[str] | None) -> AudioDataset:
         return None
 
     items, labels, names, skipped = read_class_folders(
-        root, class_names, "clips", is_audio_name, problem
+        root, class_names, "clips", is_audio_name, problem, dataset_root
     )
     data = AudioDataset(items, labels, names, source=str(root), skipped=skipped)
     data._durations = seconds

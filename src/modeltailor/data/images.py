@@ -136,9 +136,11 @@ def load_image_folder(root: str | Path, class_names: list[str] | None = None) ->
     return load_class_tree(root, _load_classes, ImageDataset, class_names, noun="images")
 
 
-def _load_classes(root: Path, class_names: list[str] | None) -> ImageDataset:
+def _load_classes(
+    root: Path, class_names: list[str] | None, dataset_root: Path | None = None
+) -> ImageDataset:
     items, labels, names, skipped = read_class_folders(
-        root, class_names, "images", _is_image_name, _header_problem
+        root, class_names, "images", _is_image_name, _header_problem, dataset_root
     )
     return ImageDataset(items, labels, names, source=str(root), skipped=skipped)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
-from modeltailor.data.folders import SPLIT_NAMES
+from modeltailor.data.folders import SPLIT_NAMES, link_problem, subfolders, walk_files
 from modeltailor.errors import DataError
 
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
@@ -545,15 +545,20 @@ def _read_txt(path: Path, encoding: str | None) -> tuple[str, str | None]:
     return _text_value("".join(decoded.lines))
 
 
-def _labelled_folders(root: Path, encoding: str | None) -> _Labelled:
+def _labelled_folders(
+    root: Path, encoding: str | None, dataset_root: Path | None = None
+) -> _Labelled:
     """`root/<class>/*.txt`, one example per file; other files are reported, hidden ones
-    ignored (as images do)."""
-    class_dirs = _subfolders(root)
+    ignored (as images do). Links leading back inside `dataset_root` (default `root`) or
+    above it are not followed but reported (`folders.link_problem`)."""
+    dataset_root = dataset_root or root
+    skipped: list[Skipped] = []
+    class_dirs = subfolders(root, dataset_root, skipped)
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders of .txt files found{_folder_hint(root)}")
-    out = _Labelled(str(root), [], [], [], [_clean_name(d.name) for d in class_dirs])
+    out = _Labelled(str(root), [], [], skipped, [_clean_name(d.name) for d in class_dirs])
     for d, label in zip(class_dirs, out.folders, strict=True):
-        for f in sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        for f in walk_files(d, dataset_root, out.skipped):
             text, problem = _read_txt(f, encoding)
             if problem:
                 out.skipped.append(Skipped(str(f), problem))
@@ -643,21 +648,50 @@ def _load_folder(
     encoding: str | None,
     class_names: list[str] | None,
 ) -> TextDataset:
-    files = _split_files(root)
+    refused: list[Skipped] = []  # val.csv -> train.csv, val/ -> train/: the same data twice
+    files = _distinct_files(_split_files(root), refused)
     if "train" in files:
         parts = {
             split: _labelled_table(f, text_column, label_column, encoding)
             for split, f in files.items()
         }
-        return _assemble_predefined(root, parts, class_names)
+        return _with_skipped(_assemble_predefined(root, parts, class_names), refused)
     split_dirs = {
-        SPLIT_NAMES[d.name.lower()]: d for d in _subfolders(root) if d.name.lower() in SPLIT_NAMES
+        SPLIT_NAMES[d.name.lower()]: d
+        for d in _subfolders(root)
+        if d.name.lower() in SPLIT_NAMES and not _refused_link(d, root, refused)
     }
     if "train" in split_dirs:
-        parts = {s: _labelled_folders(d, encoding) for s, d in split_dirs.items()}
-        return _assemble_predefined(root, parts, class_names)
+        parts = {s: _labelled_folders(d, encoding, root) for s, d in split_dirs.items()}
+        return _with_skipped(_assemble_predefined(root, parts, class_names), refused)
     part = _labelled_folders(root, encoding)
     return _to_dataset(part, _class_names([part], class_names))
+
+
+def _refused_link(path: Path, root: Path, skipped: list[Skipped]) -> bool:
+    problem = link_problem(path, root)
+    if problem:
+        skipped.append(Skipped(str(path), problem))
+    return problem is not None
+
+
+def _distinct_files(files: dict[str, Path], skipped: list[Skipped]) -> dict[str, Path]:
+    """Split files that are not the same file as another (val.csv -> train.csv): train is
+    kept first, then val, then test; the order of `files` is kept."""
+    kept: dict[str, Path] = {}
+    for split in sorted(files, key=["train", "val", "test"].index):
+        same = [f for f in kept.values() if f.resolve() == files[split].resolve()]
+        if same:
+            reason = f"the same file as {same[0].name} (a link): not read twice"
+            skipped.append(Skipped(str(files[split]), reason))
+        else:
+            kept[split] = files[split]
+    return {split: f for split, f in files.items() if split in kept}
+
+
+def _with_skipped(data: TextDataset, skipped: list[Skipped]) -> TextDataset:
+    data.skipped = skipped + data.skipped
+    return data
 
 
 def _check_path(path: Path) -> None:

@@ -379,3 +379,27 @@ def test_text_folders_do_not_follow_links_back_into_the_dataset(tmp_path):
     assert _reasons(data) == {
         str(split / "val.csv"): "the same file as train.csv (a link): not read twice"
     }
+
+
+def test_nan_none_null_labels_are_missing_and_reported_by_line(tmp_path):
+    """What scripts, pandas, R, SQL and Excel write for a missing value is no class."""
+    missing = ["NaN", "nan", "None", "null", "NULL", "N/A", "n/a", "NA", "#N/A", "<NA>", " NaN "]
+    body = "text,label\nfine,pos\nbad,neg\n" + "".join(f"t{i},{m}\n" for i, m in enumerate(missing))
+    path = _write(tmp_path / "r.csv", body)
+    data = load_text(path)
+    assert data.class_names == ["neg", "pos"] and data.texts == ["fine", "bad"]
+    reasons = _reasons(data)
+    assert list(reasons) == [f"{path}:line {n}" for n in range(4, 4 + len(missing))]
+    assert reasons[f"{path}:line 4"] == (
+        "missing label: 'NaN' is how a missing value is written (NaN, None, null, N/A, NA, "
+        "#N/A, <NA>, in any case); a real class needs another name"
+    )
+    assert all(r.startswith("missing label") for r in reasons.values())
+    lines = [
+        json.dumps({"text": "a", "label": "x"}),
+        json.dumps({"text": "b", "label": "y"}),
+        '{"text": "c", "label": NaN}',  # what json.dumps writes for float("nan")
+        json.dumps({"text": "d", "label": "null"}),
+    ]
+    jsonl = load_text(_write(tmp_path / "r.jsonl", "\n".join(lines) + "\n"))
+    assert jsonl.class_names == ["x", "y"] and len(jsonl.skipped) == 2

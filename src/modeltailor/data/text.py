@@ -29,6 +29,10 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 TEXT_FILE_SUFFIX = ".txt"
 #: Quoted e-mails easily exceed csv's default 128 KiB field limit; a field is one example.
 MAX_FIELD_CHARS = 64 * 1024 * 1024
+#: Labels that mean "no label" (compared case-insensitively, after stripping): what Python
+#: (str(float("nan")), str(None)), pandas, R, SQL, JavaScript and Excel write for a missing
+#: value. Such a row is skipped and reported by line, as a blank label is.
+MISSING_LABELS = frozenset({"nan", "none", "null", "n/a", "na", "#n/a", "<na>"})
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -486,6 +490,11 @@ def _label_value(value: Any) -> tuple[str, str | None]:
     if isinstance(value, dict | list):
         return "", f"label is a JSON {'object' if isinstance(value, dict) else 'list'}"
     label = "" if value is None else _clean_name(value)
+    if label.casefold() in MISSING_LABELS:
+        return "", (
+            f"missing label: {label!r} is how a missing value is written (NaN, None, null, "
+            "N/A, NA, #N/A, <NA>, in any case); a real class needs another name"
+        )
     return label, None if label else "missing label"
 
 

@@ -260,12 +260,15 @@ def test_links_back_into_the_dataset_are_not_followed(tmp_path, write, suffix):
     data = load(root)
     assert data.class_names == ["a", "b"]
     assert sorted(str(p.relative_to(root)) for p in data.items) == [
-        f"a/0{suffix}", f"a/1{suffix}", f"b/0{suffix}", f"b/1{suffix}", f"b/more/extra{suffix}"
+        f"a/0{suffix}",
+        f"a/1{suffix}",
+        f"b/0{suffix}",
+        f"b/1{suffix}",
+        f"b/more/extra{suffix}",
     ]
     reasons = {s.path: s.reason for s in data.skipped}
     assert set(reasons) == {
-        str(root / name)
-        for name in ("self", "a/up", "b/other_class", f"b/dup{suffix}", "b/broken")
+        str(root / name) for name in ("self", "a/up", "b/other_class", f"b/dup{suffix}", "b/broken")
     }
     assert "leads back to the dataset folder or above it" in reasons[str(root / "self")]
     assert "not followed" in reasons[str(root / "a" / "up")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -87,6 +88,25 @@ def test_broken_empty_and_zero_length_files_are_reported_and_skipped(tmp_path):
     assert set(skipped) == {"garbage.wav", "empty.wav", "silent-zero-length.wav", "notes.txt"}
     assert "zero samples" in skipped["silent-zero-length.wav"]
     assert len(data) == 48 and all(p.suffix == ".wav" for p in data.items)
+
+
+def test_silent_clips_are_skipped_when_training_data_is_verified(tmp_path):
+    """An all-zero clip was accepted (and predicted with p = 0.99): nothing to learn from."""
+    root = _copy(tmp_path / "clips", {"zero": "zero", "one": "one"}, speakers=("theo",))
+    wave = np.sin(np.linspace(0, 2000, 8000)).astype(np.float32)
+    sf.write(root / "zero" / "all-zero.wav", np.zeros(8000, np.float32), 8000)
+    sf.write(root / "one" / "hiss.flac", 5e-5 * wave, 8000, subtype="PCM_24")
+    sf.write(root / "one" / "quiet.wav", 1e-3 * wave, 8000, subtype="FLOAT")  # quiet, kept
+    data = load_audio_folder(root)
+    assert not data.skipped  # headers are fine: found when the samples are decoded
+    verified = data.verify()
+    reasons = {Path(s.path).name: s.reason for s in verified.skipped}
+    assert set(reasons) == {"all-zero.wav", "hiss.flac"}
+    assert reasons["all-zero.wav"] == (
+        "silent clip (all samples are zero): nothing to learn from; check the recording"
+    )
+    assert re.match(r"silent clip \(loudest sample 5\.\de-05, under 1e-04", reasons["hiss.flac"])
+    assert len(verified) == len(data) - 2 and root / "one" / "quiet.wav" in verified.items
 
 
 def test_datasets_that_cannot_train_stop_before_any_compute(tmp_path):

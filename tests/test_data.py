@@ -184,3 +184,101 @@ def test_folder_readers_share_layout_rules_and_messages(tmp_path, write, suffix,
     assert data.class_names == ["dog", "猫"]
     with pytest.raises(DataError, match=r"folders \['猫'\] are not classes of this model"):
         load(tree / "train", class_names=["dog", "cat"])
+
+
+def _thin_png(path, size=(1, 100_000)):
+    """A 1x100,000 PNG: a few hundred bytes on disk, 25.6 GB once resized for a model."""
+    Image.new("L", size).save(path)
+    return path
+
+
+def test_too_elongated_images_are_refused_before_decoding(tmp_path):
+    """One rule (images.MAX_ASPECT) in the readers every entry point uses: training skips and
+    reports the file, predict/evaluate get an ImageReadError per file."""
+    root = _class_tree(tmp_path, {"a": 2, "b": 2})
+    thin = _thin_png(root / "a" / "thin.png")
+    assert thin.stat().st_size < 2000
+    _thin_png(root / "b" / "wide.png", (21, 1))  # just over 20:1, lying on its side
+    Image.new("RGB", (20, 1)).save(root / "b" / "edge.png")  # exactly 20:1 is fine
+    with pytest.raises(images_module.ImageReadError, match=r"1x100000 pixels: more than 20:1"):
+        open_image(thin)
+    data = load_image_folder(root)
+    reasons = {s.path: s.reason for s in data.skipped}
+    assert set(reasons) == {str(thin), str(root / "b" / "wide.png")}
+    assert "too elongated" in reasons[str(thin)] and "crop it first" in reasons[str(thin)]
+    assert len(data.verify()) == 5
+    assert images_module.MAX_ASPECT == 20
+
+
+def test_thin_image_on_the_predict_path_fails_within_a_memory_cap(tmp_path):
+    """Decode + eval transform (what `tailor predict` runs per file) in a child process whose
+    address space is capped at 4 GB: before the guard it tried to allocate 25.6 GB."""
+    import os
+    import subprocess
+    import sys
+
+    thin = _thin_png(tmp_path / "thin.png")
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+from modeltailor.backbones.catalogue import Preprocessing
+from modeltailor.data.transforms import eval_transform
+from modeltailor.training.loaders import ImageTensors
+pre = Preprocessing(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+x, i, error = ImageTensors([{str(thin)!r}], None, eval_transform(pre), pre, tolerant=True)[0]
+print("ERROR:", error)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ERROR: 1x100000 pixels: more than 20:1 is too elongated" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "write,suffix", [(_write_image, ".png"), (_write_clip, ".wav")], ids=["images", "audio"]
+)
+def test_links_back_into_the_dataset_are_not_followed(tmp_path, write, suffix):
+    """`self -> .` at the top once became a class "self" holding every file again; links that
+    lead back inside the dataset folder (or to a folder holding it) are skipped and reported,
+    links to folders elsewhere are still read."""
+    from modeltailor import load_audio_folder
+
+    load = load_image_folder if suffix == ".png" else load_audio_folder
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write(root / cls / f"{i}{suffix}")
+    write(tmp_path / "elsewhere" / f"extra{suffix}")
+    (root / "self").symlink_to(".")  # the loop of the issue
+    (root / "a" / "up").symlink_to("../..")  # a folder holding the dataset
+    (root / "b" / "other_class").symlink_to("../a")  # inside: files read twice
+    (root / "b" / f"dup{suffix}").symlink_to(f"../a/0{suffix}")
+    (root / "b" / "more").symlink_to(tmp_path / "elsewhere")  # outside: read
+    (root / "b" / "broken").symlink_to(tmp_path / "gone")
+    data = load(root)
+    assert data.class_names == ["a", "b"]
+    assert sorted(str(p.relative_to(root)) for p in data.items) == [
+        f"a/0{suffix}",
+        f"a/1{suffix}",
+        f"b/0{suffix}",
+        f"b/1{suffix}",
+        f"b/more/extra{suffix}",
+    ]
+    reasons = {s.path: s.reason for s in data.skipped}
+    assert set(reasons) == {
+        str(root / name) for name in ("self", "a/up", "b/other_class", f"b/dup{suffix}", "b/broken")
+    }
+    assert "leads back to the dataset folder or above it" in reasons[str(root / "self")]
+    assert "not followed" in reasons[str(root / "a" / "up")]
+    assert "inside the dataset folder" in reasons[str(root / "b" / "other_class")]
+    assert "broken link" in reasons[str(root / "b" / "broken")]
+    # train/ val/ test/ layouts: a val folder that is a link to train would leak
+    split = tmp_path / "split"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write(split / "train" / cls / f"{i}{suffix}")
+    (split / "val").symlink_to("train")
+    data = load(split)
+    assert data.split()[1] is None and [s.path for s in data.skipped] == [str(split / "val")]

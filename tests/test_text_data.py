@@ -289,3 +289,117 @@ def test_spamassassin_csv():
     data.validate()
     train, val, test = data.split(0.8, 0.1, seed=0)
     assert len(train) + len(val) + len(test) == len(data)
+
+
+@pytest.mark.parametrize("suffix,sep", [(".csv", ","), (".tsv", "\t")])
+def test_a_header_without_rows_says_so(tmp_path, suffix, sep):
+    """One file with a header and nothing under it is not "no usable files found"."""
+    path = _write(tmp_path / f"only_header{suffix}", f"text{sep}label\n")
+    with pytest.raises(DataError, match="no rows below the header line") as exc:
+        load_text(path)
+    assert str(exc.value) == f"{path}: no rows below the header line"
+    with pytest.raises(DataError, match="no rows below the header line"):
+        read_text_rows(path)
+    blank = _write(tmp_path / f"blank_rows{suffix}", f"text{sep}label\n{sep}\n\n{sep}\n")
+    with pytest.raises(DataError, match=f"{blank}: every row below the header line is empty"):
+        load_text(blank)
+
+
+def _tsv_with_unclosed_quote() -> tuple[str, list[str]]:
+    """30 rows; row 5 opens a quote it never closes, later rows hold quotes of their own."""
+    texts = [f"message {i}" for i in range(30)]
+    texts[4] = '"starts with a quote and never closes'
+    texts[9] = 'she wrote "ok" and left'
+    texts[15] = '12" pizza'
+    labels = ["ham" if i % 3 else "spam" for i in range(30)]
+    body = "text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in zip(texts, labels, strict=True))
+    return body, texts
+
+
+def test_tsv_quote_that_never_closes_swallows_no_rows(tmp_path):
+    """TSV fields are rarely quoted: an unclosed quote stays a character of its text."""
+    body, texts = _tsv_with_unclosed_quote()
+    path = _write(tmp_path / "messages.tsv", body)
+    data = load_text(path)
+    assert data.texts == texts and not data.skipped
+    assert data.items[4].origin == f"{path}:line 6"
+    rows = read_text_rows(path)
+    assert rows.texts == texts and not rows.skipped
+    # a consistently quoted TSV (Excel's "Unicode text", R's write.table) keeps its quoting
+    quoted = _write(
+        tmp_path / "quoted.tsv",
+        '"text"\t"label"\n"two\nlines"\t"ham"\n"say ""hi"""\t"spam"\nplain\tham\n',
+    )
+    assert load_text(quoted).texts == ["two\nlines", 'say "hi"', "plain"]
+
+
+@pytest.mark.parametrize("label_first", [False, True])
+def test_csv_text_that_swallowed_rows_is_reported_by_line(tmp_path, label_first):
+    """A quote that never closes merges the following rows into one text (with the last
+    one's label); that text is skipped, naming its lines, not trained on."""
+    rows = [
+        ("row 1", "ham"),
+        ("row 2", "spam"),
+        ('"starts with a quote and never closes', "ham"),
+        ("row 4", "spam"),
+        ("row 5", "ham"),
+        ('he said "hi"', "spam"),
+        ('"Dear all,\nthe meeting, at 5,\nbye"', "ham"),  # a real multi-line text: kept
+        ("row 10", "spam"),
+    ]
+    header = "label,text" if label_first else "text,label"
+    lines = [f"{lab},{t}" if label_first else f"{t},{lab}" for t, lab in rows]
+    path = _write(tmp_path / "r.csv", header + "\n" + "\n".join(lines) + "\n")
+    data = load_text(path)
+    assert data.texts == ["row 1", "row 2", "Dear all,\nthe meeting, at 5,\nbye", "row 10"]
+    reasons = _reasons(data)
+    assert list(reasons) == [f"{path}:line 4"]
+    assert reasons[f"{path}:line 4"].startswith("lines 4-7 were read as one row")
+    assert "quote" in reasons[f"{path}:line 4"]
+
+
+def test_text_folders_do_not_follow_links_back_into_the_dataset(tmp_path):
+    root = tmp_path / "tickets"
+    for cls in ("billing", "bug"):
+        for i in range(2):
+            _write(root / cls / f"{i}.txt", f"{cls} ticket {i}")
+    (root / "self").symlink_to(".")
+    (root / "bug" / "copy").symlink_to("../billing")
+    data = load_text(root)
+    assert data.class_names == ["billing", "bug"] and len(data) == 4
+    reasons = _reasons(data)
+    assert set(reasons) == {str(root / "self"), str(root / "bug" / "copy")}
+    assert "not followed" in reasons[str(root / "self")]
+    # split files that are one file under two names
+    split = tmp_path / "split"
+    _write(split / "train.csv", _reviews(6))
+    (split / "val.csv").symlink_to("train.csv")
+    data = load_text(split)
+    assert data.split()[1] is None
+    assert _reasons(data) == {
+        str(split / "val.csv"): "the same file as train.csv (a link): not read twice"
+    }
+
+
+def test_nan_none_null_labels_are_missing_and_reported_by_line(tmp_path):
+    """What scripts, pandas, R, SQL and Excel write for a missing value is no class."""
+    missing = ["NaN", "nan", "None", "null", "NULL", "N/A", "n/a", "NA", "#N/A", "<NA>", " NaN "]
+    body = "text,label\nfine,pos\nbad,neg\n" + "".join(f"t{i},{m}\n" for i, m in enumerate(missing))
+    path = _write(tmp_path / "r.csv", body)
+    data = load_text(path)
+    assert data.class_names == ["neg", "pos"] and data.texts == ["fine", "bad"]
+    reasons = _reasons(data)
+    assert list(reasons) == [f"{path}:line {n}" for n in range(4, 4 + len(missing))]
+    assert reasons[f"{path}:line 4"] == (
+        "missing label: 'NaN' is how a missing value is written (NaN, None, null, N/A, NA, "
+        "#N/A, <NA>, in any case); a real class needs another name"
+    )
+    assert all(r.startswith("missing label") for r in reasons.values())
+    lines = [
+        json.dumps({"text": "a", "label": "x"}),
+        json.dumps({"text": "b", "label": "y"}),
+        '{"text": "c", "label": NaN}',  # what json.dumps writes for float("nan")
+        json.dumps({"text": "d", "label": "null"}),
+    ]
+    jsonl = load_text(_write(tmp_path / "r.jsonl", "\n".join(lines) + "\n"))
+    assert jsonl.class_names == ["x", "y"] and len(jsonl.skipped) == 2

@@ -3,7 +3,8 @@
 Any format libsndfile reads (WAV, FLAC, OGG/Vorbis, and MP3 where libsndfile has it), any
 sample rate, int or float PCM, mono or multi-channel. A clip is decoded to mono float32 and
 resampled with a polyphase anti-aliasing filter (scipy's `resample_poly`) to the rate the
-backbone expects. Unreadable, empty and zero-length files are reported by path and skipped.
+backbone expects. Unreadable, empty and zero-length files are reported by path and skipped, and
+so are silent clips (loudest sample under `SILENT_PEAK`) when training data is verified.
 
 A grouping key taken from the file name (`group_by`, e.g. the speaker in FSDD's
 `7_nicolas_3.wav`) makes the split keep each group on one side, so no speaker is both trained
@@ -32,6 +33,10 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", 
 WAVEFORM_CACHE_BYTES = 1 << 30
 #: A clip longer than this is refused (an hour-long recording is not a labelled clip).
 MAX_SECONDS = 600.0
+#: A clip whose loudest sample is below this (full scale 1.0; -80 dBFS) is silence: skipped
+#: when training data is verified. 16-bit PCM's smallest step is 3e-5, so only digital
+#: silence or near-silence falls under it, never a quiet recording.
+SILENT_PEAK = 1e-4
 
 
 class AudioReadError(Exception):
@@ -85,6 +90,19 @@ def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if not np.isfinite(wave).all():
         raise AudioReadError("clip holds NaN or infinite samples")
     return np.ascontiguousarray(resample(wave, int(rate), sample_rate), dtype=np.float32)
+
+
+def silence_problem(wave: np.ndarray) -> str | None:
+    """Why a decoded clip is silence, not a sound to learn from (`SILENT_PEAK`), or None."""
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    if peak == 0.0:
+        return "silent clip (all samples are zero): nothing to learn from; check the recording"
+    if peak < SILENT_PEAK:
+        return (
+            f"silent clip (loudest sample {peak:.1e}, under {SILENT_PEAK:.0e} of full scale): "
+            "nothing to learn from; check the recording"
+        )
+    return None
 
 
 class _WaveformCache:
@@ -146,12 +164,12 @@ class AudioDataset(LabeledDataset):
         return self._durations
 
     def verify(self, sample_rate: int = 16000, workers: int = 2) -> AudioDataset:
-        """Decode every clip once (kept in memory for training); bad files become skipped."""
+        """Decode every clip once (kept in memory for training); bad files and silent clips
+        (`silence_problem`) become skipped."""
 
         def check(path: Path) -> str | None:
             try:
-                load_waveform(path, sample_rate)
-                return None
+                return silence_problem(load_waveform(path, sample_rate))
             except AudioReadError as exc:
                 return str(exc)
 
@@ -220,7 +238,9 @@ def load_audio_folder(
     return data.group_by(group_by) if group_by else data
 
 
-def _load_classes(root: Path, class_names: list[str] | None) -> AudioDataset:
+def _load_classes(
+    root: Path, class_names: list[str] | None, dataset_root: Path | None = None
+) -> AudioDataset:
     seconds: dict[str, float] = {}
 
     def problem(path: Path) -> str | None:  # the header gives the length, kept for windows
@@ -231,7 +251,7 @@ def _load_classes(root: Path, class_names: list[str] | None) -> AudioDataset:
         return None
 
     items, labels, names, skipped = read_class_folders(
-        root, class_names, "clips", is_audio_name, problem
+        root, class_names, "clips", is_audio_name, problem, dataset_root
     )
     data = AudioDataset(items, labels, names, source=str(root), skipped=skipped)
     data._durations = seconds

@@ -1,7 +1,8 @@
 """Image reader: a folder per class (optionally inside train/ val/ test/), any format Pillow reads.
 
 Every image comes out as RGB with its EXIF orientation applied. Files that are not images, are
-truncated, or are decompression bombs are reported by path and skipped, never silently dropped.
+truncated, are decompression bombs or are too elongated to resize (`MAX_ASPECT`) are reported by
+path and skipped, never silently dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ IMAGE_EXTENSIONS = frozenset(
 )
 #: Above this many pixels an image is refused (Pillow's bomb limit is the guard's base).
 MAX_PIXELS = 89_478_485
+#: Longest side over shortest side above which an image is refused. Resizing the short side to
+#: the model's input would blow the long side up with it: a 1x100,000 PNG (471 bytes) would
+#: become 256x25,600,000 pixels, 25.6 GB as float32. Checked from the header, before decoding,
+#: for every entry point (train, evaluate, predict, report, compare, doctor, the server).
+MAX_ASPECT = 20
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not grey pixels
 
@@ -46,6 +52,9 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
                         f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,}-pixel "
                         "limit (decompression-bomb guard); resize it first"
                     )
+                elongated = aspect_problem(img.width, img.height)
+                if elongated:
+                    raise ImageReadError(elongated)
                 if draft_size and img.format == "JPEG":
                     img.draft("RGB", (draft_size, draft_size))
                 img.load()
@@ -58,6 +67,18 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     except Exception as exc:  # Pillow raises many types: OSError, SyntaxError, ValueError...
         reason = str(exc) or type(exc).__name__
         raise ImageReadError(f"cannot decode image: {reason}") from exc
+
+
+def aspect_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is too elongated to resize for a model (`MAX_ASPECT`), or
+    None. The one rule every reader applies before decoding pixels."""
+    short, long = sorted((width, height))
+    if long > MAX_ASPECT * short:
+        return (
+            f"{width}x{height} pixels: more than {MAX_ASPECT}:1 is too elongated to resize "
+            "for the model; crop it first"
+        )
+    return None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -119,9 +140,11 @@ def load_image_folder(root: str | Path, class_names: list[str] | None = None) ->
     return load_class_tree(root, _load_classes, ImageDataset, class_names, noun="images")
 
 
-def _load_classes(root: Path, class_names: list[str] | None) -> ImageDataset:
+def _load_classes(
+    root: Path, class_names: list[str] | None, dataset_root: Path | None = None
+) -> ImageDataset:
     items, labels, names, skipped = read_class_folders(
-        root, class_names, "images", _is_image_name, _header_problem
+        root, class_names, "images", _is_image_name, _header_problem, dataset_root
     )
     return ImageDataset(items, labels, names, source=str(root), skipped=skipped)
 
@@ -137,6 +160,9 @@ def _header_problem(path: Path) -> str | None:
                         f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,}-pixel "
                         "limit (decompression-bomb guard)"
                     )
+                elongated = aspect_problem(img.width, img.height)
+                if elongated:
+                    return elongated
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"decompression-bomb guard: {exc}"
     except Exception as exc:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
-from modeltailor.data.folders import SPLIT_NAMES
+from modeltailor.data.folders import SPLIT_NAMES, link_problem, subfolders, walk_files
 from modeltailor.errors import DataError
 
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
@@ -29,6 +29,10 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 TEXT_FILE_SUFFIX = ".txt"
 #: Quoted e-mails easily exceed csv's default 128 KiB field limit; a field is one example.
 MAX_FIELD_CHARS = 64 * 1024 * 1024
+#: Labels that mean "no label" (compared case-insensitively, after stripping): what Python
+#: (str(float("nan")), str(None)), pandas, R, SQL, JavaScript and Excel write for a missing
+#: value. Such a row is skipped and reported by line, as a blank label is.
+MISSING_LABELS = frozenset({"nan", "none", "null", "n/a", "na", "#n/a", "<na>"})
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -233,6 +237,7 @@ def decode_file(path: str | Path, encoding: str | None = None) -> Decoded:
 class _Row:
     line: int  # where the record starts
     fields: dict[str, Any]
+    end: int = 0  # where it ends, when a quoted field runs over several lines
 
 
 @dataclass
@@ -244,6 +249,7 @@ class _Table:
     rows: list[_Row]
     encoding: str
     skipped: list[Skipped] = field(default_factory=list)
+    delimiter: str = ""  # "" for JSON Lines
 
 
 def _where(source: str, line: int) -> str:
@@ -259,9 +265,13 @@ def _read_table(path: Path, encoding: str | None) -> _Table:
 
 
 def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
-    """CSV/TSV with Excel's quoting; records report the line they start on."""
+    """CSV/TSV with Excel's quoting (TSV only when its quotes parse cleanly: `_quoting`);
+    records report the line they start on."""
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
-    reader = csv.reader(decoded.lines, delimiter=_delimiter(decoded.lines, delimiter))
+    delimiter = _delimiter(decoded.lines, delimiter)
+    reader = csv.reader(
+        decoded.lines, delimiter=delimiter, quoting=_quoting(decoded.lines, delimiter)
+    )
     records = iter(_records(reader, source, 0))
     first = next(records, None)
     if first is None or not any(h.strip() for h in first[2]):
@@ -271,13 +281,20 @@ def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
     if bad:
         raise DataError(f"{_where(source, bad[0])} (the header): {decoded.bad_lines[bad[0]]}")
     columns = [_clean_name(h) for h in header]
-    table = _Table(source, columns, [], decoded.encoding)
+    table = _Table(source, columns, [], decoded.encoding, delimiter=delimiter)
+    seen = 0
     for start, end, record in records:
+        seen += 1
         problem = _record_problem(record, len(columns), start, end, decoded.bad_lines)
         if problem:
             table.skipped.append(Skipped(_where(source, start), problem))
         elif any(v.strip() for v in record):  # a row of empty cells is no example
-            table.rows.append(_Row(start, dict(zip(columns, record, strict=False))))
+            table.rows.append(_Row(start, dict(zip(columns, record, strict=False)), end))
+    if not table.rows and not table.skipped:  # one file with nothing in it, not "no files"
+        what = (
+            "every row below the header line is empty" if seen else "no rows below the header line"
+        )
+        raise DataError(f"{source}: {what}")
     return table
 
 
@@ -288,6 +305,83 @@ def _delimiter(lines: list[str], default: str) -> str:
     if default == "," and ";" in header and "," not in header:
         return ";"
     return default
+
+
+def _quoting(lines: list[str], delimiter: str) -> int:
+    """How quotes are read: as Excel writes them in a CSV; in a TSV only when the file is
+    consistently quoted, else as plain characters.
+
+    TSV fields are rarely quoted, and a quote that opens a field and never closes
+    (`"starts with a quote<TAB>ham`) would swallow the rows after it into one text. A TSV's
+    quotes are honoured only when every quoted field opens and closes cleanly (a strict
+    parse) and every record then has the header's number of fields, as in what Excel
+    ("Unicode text") or R's write.table write.
+    """
+    if delimiter != "\t":
+        return csv.QUOTE_MINIMAL
+    if not any(line.startswith('"') or '\t"' in line for line in lines):
+        return csv.QUOTE_NONE  # no field starts with a quote: both read the same
+    try:
+        records = [r for r in csv.reader(lines, delimiter="\t", strict=True) if r]
+    except csv.Error:
+        return csv.QUOTE_NONE
+    width = len(records[0]) if records else 0
+    return csv.QUOTE_MINIMAL if all(len(r) == width for r in records) else csv.QUOTE_NONE
+
+
+_DELIMITER_NAMES = {",": "a comma", "\t": "a tab", ";": "a semicolon"}
+
+
+def _swallowed_rows(
+    row: _Row, columns: list[str], label_column: str, labels: set[str], delimiter: str
+) -> str | None:
+    """Why a record that runs over several lines looks like several rows read as one, or None.
+
+    A quote that opens a field and never closes takes the following lines into that field,
+    up to the next quote, with the last of them's label: the field then holds lines that
+    are rows of their own (`<text><delimiter><label>`, or `<label><delimiter><text>` when
+    the label column comes first). Only fields holding line breaks are looked at, and only
+    values used as labels in the file count, so a real multi-line text (an e-mail with
+    commas) is not taken for rows.
+    """
+    if row.end <= row.line or not labels:
+        return None
+    li = columns.index(label_column)
+    line = row.line  # where the field being looked at starts
+    for k, name in enumerate(columns):
+        value = row.fields.get(name)
+        if not isinstance(value, str):
+            continue
+        parts = _split_lines(value)
+        if k != li and len(parts) > 1:
+            # the field's own first line follows its row's start, its last line precedes
+            # the row's end: a row of its own can only show on the other side of those
+            for j in range(len(parts) - 1) if k < li else range(1, len(parts)):
+                label = _label_in_line(parts[j], k, li, len(columns), delimiter)
+                if _clean_name(label.strip('"')) in labels:
+                    sep = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+                    label = label.strip()
+                    shape = (
+                        f"{sep} and the label {label!r} after its text"
+                        if k < li
+                        else f"the label {label!r} and {sep} before its text"
+                    )
+                    return (
+                        f"lines {row.line}-{row.end} were read as one row, but its {name!r} "
+                        f"field holds what look like rows of their own (line {line + j} has "
+                        f"{shape}): a quote that opens at line {line} and never closes? "
+                        "Close or remove it"
+                    )
+        line += sum(1 for part in parts if part.endswith(("\n", "\r")))
+    return None
+
+
+def _label_in_line(part: str, k: int, li: int, width: int, delimiter: str) -> str:
+    """What stands where the label would if one line of field `k` were a row of its own."""
+    cells = next(csv.reader([part.rstrip("\r\n")], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    if k < li:  # <text><delimiter><label>...: counted from the end (the text may hold commas)
+        return cells[len(cells) - (width - li)] if len(cells) >= width - k else ""
+    return cells[li] if len(cells) >= k + 1 else ""  # ...<label><delimiter><text>
 
 
 def _records(reader: Any, source: str, after: int) -> Iterable[tuple[int, int, list[str]]]:
@@ -399,6 +493,11 @@ def _label_value(value: Any) -> tuple[str, str | None]:
     if isinstance(value, dict | list):
         return "", f"label is a JSON {'object' if isinstance(value, dict) else 'list'}"
     label = "" if value is None else _clean_name(value)
+    if label.casefold() in MISSING_LABELS:
+        return "", (
+            f"missing label: {label!r} is how a missing value is written (NaN, None, null, "
+            "N/A, NA, #N/A, <NA>, in any case); a real class needs another name"
+        )
     return label, None if label else "missing label"
 
 
@@ -423,10 +522,14 @@ def _labelled_table(
     text_col = _find_column(table.columns, text_column, "text", "--text-column", table.source)
     label_col = _find_column(table.columns, label_column, "label", "--label-column", table.source)
     out = _Labelled(table.source, [], [], list(table.skipped))
+    known = {_label_value(row.fields.get(label_col))[0] for row in table.rows} - {""}
     for row in table.rows:
         text, problem = _text_value(row.fields.get(text_col))
         label, label_problem = _label_value(row.fields.get(label_col))
-        problem = problem or label_problem
+        swallowed = table.delimiter and _swallowed_rows(
+            row, table.columns, label_col, known, table.delimiter
+        )
+        problem = swallowed or problem or label_problem
         if problem:
             out.skipped.append(Skipped(_where(table.source, row.line), problem))
         else:
@@ -454,15 +557,20 @@ def _read_txt(path: Path, encoding: str | None) -> tuple[str, str | None]:
     return _text_value("".join(decoded.lines))
 
 
-def _labelled_folders(root: Path, encoding: str | None) -> _Labelled:
+def _labelled_folders(
+    root: Path, encoding: str | None, dataset_root: Path | None = None
+) -> _Labelled:
     """`root/<class>/*.txt`, one example per file; other files are reported, hidden ones
-    ignored (as images do)."""
-    class_dirs = _subfolders(root)
+    ignored (as images do). Links leading back inside `dataset_root` (default `root`) or
+    above it are not followed but reported (`folders.link_problem`)."""
+    dataset_root = dataset_root or root
+    skipped: list[Skipped] = []
+    class_dirs = subfolders(root, dataset_root, skipped)
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders of .txt files found{_folder_hint(root)}")
-    out = _Labelled(str(root), [], [], [], [_clean_name(d.name) for d in class_dirs])
+    out = _Labelled(str(root), [], [], skipped, [_clean_name(d.name) for d in class_dirs])
     for d, label in zip(class_dirs, out.folders, strict=True):
-        for f in sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        for f in walk_files(d, dataset_root, out.skipped):
             text, problem = _read_txt(f, encoding)
             if problem:
                 out.skipped.append(Skipped(str(f), problem))
@@ -552,21 +660,50 @@ def _load_folder(
     encoding: str | None,
     class_names: list[str] | None,
 ) -> TextDataset:
-    files = _split_files(root)
+    refused: list[Skipped] = []  # val.csv -> train.csv, val/ -> train/: the same data twice
+    files = _distinct_files(_split_files(root), refused)
     if "train" in files:
         parts = {
             split: _labelled_table(f, text_column, label_column, encoding)
             for split, f in files.items()
         }
-        return _assemble_predefined(root, parts, class_names)
+        return _with_skipped(_assemble_predefined(root, parts, class_names), refused)
     split_dirs = {
-        SPLIT_NAMES[d.name.lower()]: d for d in _subfolders(root) if d.name.lower() in SPLIT_NAMES
+        SPLIT_NAMES[d.name.lower()]: d
+        for d in _subfolders(root)
+        if d.name.lower() in SPLIT_NAMES and not _refused_link(d, root, refused)
     }
     if "train" in split_dirs:
-        parts = {s: _labelled_folders(d, encoding) for s, d in split_dirs.items()}
-        return _assemble_predefined(root, parts, class_names)
+        parts = {s: _labelled_folders(d, encoding, root) for s, d in split_dirs.items()}
+        return _with_skipped(_assemble_predefined(root, parts, class_names), refused)
     part = _labelled_folders(root, encoding)
     return _to_dataset(part, _class_names([part], class_names))
+
+
+def _refused_link(path: Path, root: Path, skipped: list[Skipped]) -> bool:
+    problem = link_problem(path, root)
+    if problem:
+        skipped.append(Skipped(str(path), problem))
+    return problem is not None
+
+
+def _distinct_files(files: dict[str, Path], skipped: list[Skipped]) -> dict[str, Path]:
+    """Split files that are not the same file as another (val.csv -> train.csv): train is
+    kept first, then val, then test; the order of `files` is kept."""
+    kept: dict[str, Path] = {}
+    for split in sorted(files, key=["train", "val", "test"].index):
+        same = [f for f in kept.values() if f.resolve() == files[split].resolve()]
+        if same:
+            reason = f"the same file as {same[0].name} (a link): not read twice"
+            skipped.append(Skipped(str(files[split]), reason))
+        else:
+            kept[split] = files[split]
+    return {split: f for split, f in files.items() if split in kept}
+
+
+def _with_skipped(data: TextDataset, skipped: list[Skipped]) -> TextDataset:
+    data.skipped = skipped + data.skipped
+    return data
 
 
 def _check_path(path: Path) -> None:

@@ -86,11 +86,6 @@ class ImageModality(Modality):
 
 # -- serving: an upload -> the pixels the exported graph takes ---------------------------------
 
-#: An image longer than this many times its width (or the reverse) is refused: resizing its
-#: short side to the model's input would make a few-byte file expand to gigabytes.
-MAX_ASPECT = 20
-
-
 class ImageDecoder:
     """Images: any format Pillow reads, preprocessed as the run's config.json says."""
 
@@ -113,7 +108,8 @@ class ImageDecoder:
 
 
 def image_tensor(data: bytes, name: str, pre: Any, transform) -> Any:
-    """Normalised CHW pixels of one encoded image: the same steps as `decoded_batches`."""
+    """Normalised CHW pixels of one encoded image: the same steps as `decoded_batches`
+    (the reader refuses images too elongated to resize: `data.images.MAX_ASPECT`)."""
     from modeltailor.data.images import ImageReadError
     from modeltailor.data.transforms import load_for_model
 
@@ -121,12 +117,6 @@ def image_tensor(data: bytes, name: str, pre: Any, transform) -> Any:
         img = load_for_model(_Upload(data, name), pre)
     except ImageReadError as exc:
         raise InputError(str(exc)) from exc
-    short, long = sorted(img.size)
-    if long > MAX_ASPECT * short:
-        raise InputError(
-            f"{img.width}x{img.height} pixels: more than {MAX_ASPECT}:1 is too elongated to "
-            "resize for the model; crop it first"
-        )
     return transform(img)
 
 

@@ -161,7 +161,7 @@ class VectorModality(Modality):
         return path.is_dir() and any(is_vector_file(f) for f in path.rglob("*.npy"))
 
     def load(self, path, options, class_names=None):
-        def load_classes(root: Path, names):
+        def load_classes(root: Path, names, dataset_root: Path | None = None):
             def problem(p: Path) -> str | None:
                 try:
                     read_vector(p, DIM)
@@ -170,7 +170,7 @@ class VectorModality(Modality):
                 return None
 
             items, labels, found, skipped = read_class_folders(
-                root, names, "vectors", is_vector_file, problem
+                root, names, "vectors", is_vector_file, problem, dataset_root
             )
             return VectorDataset(items, labels, found, source=str(root), skipped=skipped)
 

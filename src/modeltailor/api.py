@@ -9,7 +9,6 @@ TextClassifier(strategy="fine-tune").fit(load_text("reviews.csv")).predict(["配
 from __future__ import annotations
 
 import platform
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ from modeltailor.evaluation.metrics import classification_metrics
 from modeltailor.modalities import Modality, get_modality
 from modeltailor.run import FORMAT_VERSION, RunDir
 from modeltailor.strategies import get_strategy
+from modeltailor.strategies.base import FitContext
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
 from modeltailor.training.inference import predict_logits, softmax
-from modeltailor.training.loop import FitResult, TrainSettings, fit_linear_probe, train_network
+from modeltailor.training.loop import TrainSettings
 
 
 class TailoredClassifier(BaseEstimator):
@@ -152,30 +152,11 @@ class TailoredClassifier(BaseEstimator):
         pre = spec.inference_preprocessing()
         n_classes = len(train.class_names)
         model = TailoredModel(spec.build(n_classes, pretrained=strategy.pretrained))
-        if strategy.adapters:
-            model.add_adapters(strategy.adapters)
-        notes: list[str] = []
-        if strategy.classical:
-            info = model.net.fit_classical(model, train, val, settings)
-            result = FitResult(info.pop("rows"), info)
-        elif strategy.uses_feature_cache:
-            result, train, val = fit_linear_probe(model, spec, train, val, pre, settings)
-        elif strategy.contrastive:
-            result = self._fit_contrastive(model, strategy, train, val, pre, settings)
-        else:
-            if val is None or len(val) == 0:
-                train, val, _ = train.split(0.9, 0.1, 0.0, seed=self.seed)
-                notes.append("no validation data given: 10% of the training data held out")
-                if val is None:
-                    raise DataError(f"{train.source}: too few examples to hold out validation data")
-            train, val = modality.prepare(train), modality.prepare(val)
-            train.validate("training data")
-            if strategy.head_init == "probe" and strategy.pretrained:
-                result, train, val = self._train_from_probe(
-                    model, spec, strategy, train, val, pre, settings
-                )
-            else:
-                result = self._train(model, strategy, train, val, pre, settings)
+        strategy.prepare_model(model)
+        context = FitContext(spec, pre, settings, modality, self, self.output, self.resume)
+        result = strategy.fit(model, train, val, context)
+        if result.train is not None:
+            train, val = result.train, result.val
         self.side_ = None
         if result.features is not None or "head_init" in result.info:
             # a head fitted in closed form, or LP-FT's choice: maybe with side features
@@ -186,16 +167,9 @@ class TailoredClassifier(BaseEstimator):
         self.classes_ = list(train.class_names)
         self.history_ = result.history
         self.is_main_process_ = result.is_main_process
-        self.fit_info_ = {**result.info, **modality.fit_details(self, model, train), "notes": notes}
+        details = modality.fit_details(self, model, train)
+        self.fit_info_ = {**result.info, **details, "notes": context.notes}
         self.adapters_ = strategy.adapters
-        if strategy.adapters:
-            self.fit_info_["adapters"] = {
-                "method": "LoRA (peft)",
-                **strategy.adapters,
-                "trainable_parameters": model.trainable_parameters(),
-            }
-        if not (strategy.uses_feature_cache or strategy.classical or strategy.contrastive):
-            self.fit_info_["head_epochs"] = strategy.head_epochs
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {
             "train": _describe(train),
@@ -236,102 +210,6 @@ class TailoredClassifier(BaseEstimator):
         }
         self.temperature_ = temperature
         return self
-
-    def _train_from_probe(self, model, spec, strategy, train, val, pre, settings):
-        """LP-FT: fit the head as a linear probe, train from there, and keep whichever of the
-        two is better on validation data (accuracy, a tie keeping the trained one; pooled per
-        example, the way predictions are made). Text side features may then join the kept one.
-
-        With little data a few optimizer steps can throw a good probe away; model selection on
-        validation data catches that, and config.json says which one was kept.
-        """
-        probe, train, val = fit_linear_probe(model, spec, train, val, pre, settings)
-        pinned = set(getattr(model.net, "always_frozen", ()))
-        saved = {
-            k: v.detach().clone()
-            for k, v in model.state_dict().items()
-            if k.removeprefix("net.") not in pinned
-        }
-        y_val = np.asarray(val.labels)
-        # The probe's validation embeddings are already computed: its logits need no model pass.
-        with torch.inference_mode():
-            probe_logits = model.classifier()(torch.from_numpy(probe.features[1])).numpy()
-        probe_scores = _val_scores(probe_logits, y_val)
-        result = self._train(model, strategy, train, val, pre, settings)
-        tuned = _val_scores(self._pooled_logits(model, pre, val), y_val)
-        # Accuracy decides, and a tie keeps the trained model the user asked for: label
-        # smoothing keeps its probabilities below 1, so a log-loss tie-break would always
-        # favour the probe (FSDD standard split: both 0.9963 on validation).
-        better = tuned["accuracy"] >= probe_scores["accuracy"]
-        if not better:
-            model.load_state_dict(saved, strict=False)
-            # The probe's embeddings and head choice stand, so side features can still join it.
-            result.features, result.head_choice = probe.features, probe.head_choice
-        result.info["head_init"] = {
-            "method": "linear probe (LP-FT)",
-            "C": probe.info["C"],
-            "validation": {"probe": probe_scores, "trained": tuned},
-            "kept": "trained" if better else "probe",
-        }
-        return result, train, val
-
-    def _fit_contrastive(self, model, strategy, train, val, pre, settings) -> FitResult:
-        """Pairs tune the body; the head is then chosen on validation data. Without any (the
-        usual few-shot case) it is SetFit's head, a logistic regression with C=1 on the tuned
-        embeddings: cross-validation cannot choose, since the body was tuned on those very
-        texts and separates every fold perfectly (so it picked the weakest regularisation),
-        and for the same reason no TF-IDF side features are tried."""
-        from modeltailor.training.contrastive import tune_contrastive
-        from modeltailor.training.heads import C_GRID, fit_fixed_head, fit_logreg_head
-
-        epochs = self.epochs if self.epochs is not None else strategy.epochs
-        lr = self.lr if self.lr is not None else strategy.lr
-        info, history = tune_contrastive(model, train, lr, epochs, settings)
-        x_train = self._embed(model, pre, train)
-        y_train, n_classes = np.asarray(train.labels), len(train.class_names)
-        if val is None or len(val) == 0:
-            fitted = fit_fixed_head(model, x_train, y_train, n_classes, settings, c=1.0)
-            info = {"contrastive": info, "C": fitted["C"], "selected_by": fitted["selected_by"]}
-            return FitResult(history, info)
-        x_val = self._embed(model, pre, val)
-        fitted = fit_logreg_head(
-            model, x_train, y_train, x_val, np.asarray(val.labels), n_classes, settings,
-            C_GRID, scale=True,
-        )  # fmt: skip
-        info = {
-            "contrastive": info,
-            "C": fitted["C"],
-            "selected_by": fitted["selected_by"],
-            "head_search": fitted["rows"],
-        }
-        return FitResult(history, info, features=(x_train, x_val), head_choice=fitted)
-
-    def _embed(self, model, pre, data: LabeledDataset) -> np.ndarray:
-        """Per-example embeddings (windows averaged), computed afresh: the body was just tuned,
-        so the embedding cache, which holds the frozen backbone's, does not apply."""
-        from modeltailor._progress import progress_bar
-        from modeltailor.training.inputs import pipeline_for, pooled_outputs
-
-        model.eval()
-        pipeline, items = pipeline_for(model, pre), list(data.items)
-        with progress_bar(pipeline.units(items), "embedding", self.verbose) as bar:
-            rows, _ = pooled_outputs(
-                model.embed, pipeline, items, self.batch_size, self.num_workers, {}, bar.advance
-            )
-        return rows
-
-    def _pooled_logits(self, model, pre, data: LabeledDataset) -> np.ndarray:
-        logits, _ = predict_logits(model, list(data.items), pre, self.batch_size, self.num_workers)
-        return logits
-
-    def _train(self, model, strategy, train, val, pre, settings) -> FitResult:
-        self.modality_.before_training(self, model)
-        if self.output is not None:
-            ckpt_dir = RunDir(self.output).checkpoints
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            return train_network(model, strategy, train, val, pre, settings, ckpt_dir, self.resume)
-        with tempfile.TemporaryDirectory(prefix="modeltailor-") as tmp:
-            return train_network(model, strategy, train, val, pre, settings, Path(tmp), False)
 
     # -- using the model ---------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -645,13 +523,6 @@ def _pretrained_body(run: RunDir, cfg: dict[str, Any], pre: Any = None) -> torch
             f"weights are {spec.weights_identity()} ({spec.install_hint})"
         )
     return spec.build(cfg["num_classes"], pretrained=True)
-
-
-def _val_scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Accuracy and log loss of pooled per-example logits."""
-    proba = softmax(logits)
-    loss = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1)).mean())
-    return {"accuracy": round(float((proba.argmax(1) == y).mean()), 6), "log_loss": round(loss, 6)}
 
 
 def _load_weights(model: TailoredModel, run: RunDir, partial: bool) -> None:

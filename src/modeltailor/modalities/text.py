@@ -88,11 +88,17 @@ class TextModality(Modality):
     # -- TF-IDF side features ------------------------------------------------------------------
     def extend_head(self, clf, model, train, val, pre, result, settings) -> None:
         from modeltailor.training.hybrid import fit_hybrid_head
+        from modeltailor.training.inference import embed_examples
 
         if not clf.combine_tfidf or not hasattr(model.net, "encode"):
             return
+
+        def embed(data):
+            s = settings
+            return embed_examples(model, pre, data, s.batch_size, s.num_workers, s.verbose)
+
         if result.features is None:  # LP-FT kept the trained network: embed with its tuned body
-            result.features = (clf._embed(model, pre, train), clf._embed(model, pre, val))
+            result.features = (embed(train), embed(val))
             trained = result.info["head_init"]["validation"]["trained"]
             result.head_choice = {**trained, "C": None, "selected_by": "the trained network"}
         x_train, x_val = result.features

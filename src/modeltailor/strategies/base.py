@@ -1,4 +1,10 @@
-"""The strategy contract: which layer groups train at which epoch, at which learning rate.
+"""The strategy contract: a strategy owns its fit, and says which layer groups train at which
+epoch, at which learning rate.
+
+`Strategy.fit(model, train, val, context) -> FitResult` is the whole of how a strategy tailors
+a model; the estimator resolves backbone and strategy and calls it. This class's own `fit` is
+the trained-network path (fine-tune, full, scratch, lora: the Lightning loop, LP-FT when the
+head starts as a probe); linear-probe, baseline and few-shot override it in their modules.
 
 The freeze state is a pure function of the epoch (`trainable_groups`), so a resumed run
 restores it exactly, and all optimizer parameter groups exist from the first step (lessons
@@ -8,9 +14,74 @@ from the anchors' issue trackers, DESIGN.md).
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from modeltailor.errors import ModelTailorError
+import numpy as np
+
+from modeltailor.errors import DataError, ModelTailorError
+
+if TYPE_CHECKING:
+    from modeltailor.backbones.catalogue import BackboneSpec
+    from modeltailor.backbones.model import TailoredModel
+    from modeltailor.data.dataset import LabeledDataset
+    from modeltailor.modalities import Modality
+    from modeltailor.training.loop import TrainSettings
+
+
+@dataclass
+class FitResult:
+    """What a strategy's fit returns: history rows, what config.json records, and more."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    is_main_process: bool = True
+    #: Head-fitting strategies: the embeddings and choice the head came from (not saved).
+    features: tuple[Any, Any] | None = field(default=None, repr=False)
+    head_choice: dict[str, Any] | None = field(default=None, repr=False)
+    #: The data the fit actually used: the given splits minus what failed to decode, or with
+    #: validation data held out of `train` when none was given. None: the given splits.
+    train: Any = field(default=None, repr=False)
+    val: Any = field(default=None, repr=False)
+
+
+@dataclass
+class FitContext:
+    """What a strategy's fit needs besides the model and the data."""
+
+    spec: BackboneSpec
+    pre: Any
+    settings: TrainSettings
+    modality: Modality
+    #: The estimator being fitted (modality settings such as `augment` are read from it).
+    estimator: Any
+    #: Where checkpoints go (None: a temporary folder), and whether to resume from them.
+    output: Path | None = None
+    resume: bool = False
+    #: Lines for config.json's fit notes ("no validation data given: ...").
+    notes: list[str] = field(default_factory=list)
+
+    def train(self, model: TailoredModel, strategy: Strategy, train, val) -> FitResult:
+        """The Lightning loop, checkpointing into the run folder when there is one."""
+        from modeltailor.run import RunDir
+        from modeltailor.training.loop import train_network
+
+        self.modality.before_training(self.estimator, model)
+        args = (model, strategy, train, val, self.pre, self.settings)
+        if self.output is not None:
+            ckpt_dir = RunDir(self.output).checkpoints
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            return train_network(*args, ckpt_dir, self.resume)
+        with tempfile.TemporaryDirectory(prefix="modeltailor-") as tmp:
+            return train_network(*args, Path(tmp), False)
+
+    def embed(self, model: TailoredModel, data: LabeledDataset) -> np.ndarray:
+        from modeltailor.training.inference import embed_examples
+
+        s = self.settings
+        return embed_examples(model, self.pre, data, s.batch_size, s.num_workers, s.verbose)
 
 
 @dataclass(frozen=True)
@@ -39,14 +110,50 @@ class Strategy:
     head_init: str = "random"
     #: Fitted in closed form by the backbone itself (TF-IDF + logistic regression), no loop.
     classical: bool = False
-    #: Body tuned on same/different-class pairs, then a fitted head (few-shot text).
-    contrastive: bool = False
     #: What early stopping and the best checkpoint follow: "val_loss" (lowest) or "val_acc"
     #: (highest; for label sets where validation accuracy saturates while the unsmoothed loss
     #: grows with confidence).
     monitor: str = "val_loss"
     #: Adapters injected into the body (LoRA settings for peft), None for none.
     adapters: dict | None = field(default=None, compare=False, hash=False)
+
+    # -- fitting -----------------------------------------------------------------------------
+    def prepare_model(self, model: TailoredModel) -> None:
+        """Before fitting: inject adapters (LoRA) when the strategy has them."""
+        if self.adapters:
+            model.add_adapters(self.adapters)
+
+    def fit(
+        self,
+        model: TailoredModel,
+        train: LabeledDataset,
+        val: LabeledDataset | None,
+        context: FitContext,
+    ) -> FitResult:
+        """Train the network on `train`, early-stopping on `val`; without validation data, 10%
+        of `train` is held out (stratified, seeded). A head that starts as a probe is LP-FT."""
+        if val is None or len(val) == 0:
+            train, val, _ = train.split(0.9, 0.1, 0.0, seed=context.settings.seed)
+            context.notes.append("no validation data given: 10% of the training data held out")
+            if val is None:
+                raise DataError(f"{train.source}: too few examples to hold out validation data")
+        train, val = context.modality.prepare(train), context.modality.prepare(val)
+        train.validate("training data")
+        if self.head_init == "probe" and self.pretrained:
+            from modeltailor.strategies.lp_ft import fit_from_probe
+
+            result = fit_from_probe(self, model, train, val, context)
+        else:
+            result = context.train(model, self, train, val)
+            result.train, result.val = train, val
+        if self.adapters:
+            result.info["adapters"] = {
+                "method": "LoRA (peft)",
+                **self.adapters,
+                "trainable_parameters": model.trainable_parameters(),
+            }
+        result.info["head_epochs"] = self.head_epochs
+        return result
 
     def trainable_groups(self, n_groups: int, epoch: int) -> int:
         """How many top body groups train during `epoch` (0 = head only)."""

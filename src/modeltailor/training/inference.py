@@ -40,3 +40,15 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def embed_examples(model, pre, data, batch_size: int, num_workers: int, verbose: bool):
+    """Per-example embeddings (windows averaged), computed afresh: after the body was tuned
+    the embedding cache, which holds the frozen backbone's, does not apply."""
+    model.eval()
+    pipeline, items = pipeline_for(model, pre), list(data.items)
+    with progress_bar(pipeline.units(items), "embedding", verbose) as bar:
+        rows, _ = pooled_outputs(
+            model.embed, pipeline, items, batch_size, num_workers, {}, bar.advance
+        )
+    return rows

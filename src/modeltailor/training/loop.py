@@ -8,23 +8,21 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing, TextPreprocessing
+from modeltailor.backbones.catalogue import Preprocessing, TextPreprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.errors import ModelTailorError
-from modeltailor.strategies.base import Strategy
+from modeltailor.strategies.base import FitResult, Strategy  # noqa: F401 (FitResult re-exported)
 from modeltailor.training.callbacks import History
-from modeltailor.training.features import EmbeddingCache, extract_embeddings
-from modeltailor.training.heads import C_GRID, class_weight_vector, fit_logreg_head
+from modeltailor.training.heads import class_weight_vector
 from modeltailor.training.inputs import pipeline_for
 from modeltailor.training.module import ClassifierModule
 
@@ -49,16 +47,6 @@ class TrainSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-@dataclass
-class FitResult:
-    history: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    is_main_process: bool = True
-    #: Head-fitting strategies: the embeddings and choice the head came from (not saved).
-    features: tuple[Any, Any] | None = field(default=None, repr=False)
-    head_choice: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def train_network(
@@ -185,53 +173,3 @@ def _share_cores(settings: TrainSettings) -> None:
     """Several CPU processes (DDP) must share the cores instead of oversubscribing them."""
     if isinstance(settings.devices, int) and settings.devices > 1 and not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // settings.devices))
-
-
-# -- linear probe ------------------------------------------------------------------------------
-
-def fit_linear_probe(
-    model: TailoredModel,
-    spec: BackboneSpec,
-    train: LabeledDataset,
-    val: LabeledDataset | None,
-    pre: Preprocessing,
-    settings: TrainSettings,
-) -> tuple[FitResult, LabeledDataset, LabeledDataset | None]:
-    """Embed (cached), choose the regularisation on validation data, fit the head.
-
-    Without a validation split the choice is made by stratified cross-validation on the
-    training data. Returns the datasets minus files that failed to decode.
-    """
-    cache = EmbeddingCache(spec, pre)
-    x_train, bad = extract_embeddings(
-        model, train, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
-    )
-    train = train.without(bad) if bad else train
-    x_val = None
-    if val is not None:
-        x_val, bad_val = extract_embeddings(
-            model, val, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
-        )
-        val = val.without(bad_val) if bad_val else val
-    y_val = np.asarray(val.labels) if val is not None and len(val) else None
-    fitted = fit_logreg_head(
-        model,
-        x_train,
-        np.asarray(train.labels),
-        x_val,
-        y_val,
-        len(train.class_names),
-        settings,
-        C_GRID,
-        scale=True,
-    )
-    info = {
-        "head": "logistic regression (L2) on standardised embeddings, folded into the linear head",
-        "C": fitted["C"],
-        "selected_by": fitted["selected_by"],
-        "embedding_cache": str(cache.dir),
-        "embedded_items": len(cache),
-        "class_weights": "balanced" if fitted["balanced"] else None,
-    }
-    rows = fitted["rows"]
-    return FitResult(rows, info, features=(x_train, x_val), head_choice=fitted), train, val

@@ -81,3 +81,21 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
     torch.save(timm.create_model("resnet18").state_dict(), path)
     with pytest.raises(BackboneError, match="do not fit"):
         get_backbone("resnet34", weights=path).build(2)
+
+
+def test_strategies_follow_from_what_a_backbone_can_do():
+    """A backbone declares capabilities; each strategy says which it needs."""
+    from modeltailor.backbones import get_backbone
+    from modeltailor.backbones.catalogue import Capabilities
+
+    assert get_backbone("efficientnet_lite0").strategies == (
+        "linear-probe", "fine-tune", "full", "scratch"
+    )
+    assert get_backbone("minilm-l6").supports("few-shot") and get_backbone("minilm-l6").supports(
+        "lora"
+    )
+    assert get_backbone("use-multilingual").strategies == ("linear-probe",)
+    assert get_backbone("tfidf").strategies == ("baseline",)
+    assert get_backbone("mel-cnn").strategies == ("scratch",)
+    frozen = Capabilities(trainable=False)
+    assert "trainable" not in frozen.names() and "pretrained" in frozen.names()

@@ -225,7 +225,6 @@ def vectors_modality():
         preprocessing=VectorPreprocessing(DIM),
         params_m=0.0005,
         license="MIT (test)",
-        strategies=("linear-probe", "fine-tune", "full", "scratch"),
         builder=build_mlp,
     )
     register_backbone(spec)

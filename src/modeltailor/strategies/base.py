@@ -116,6 +116,12 @@ class Strategy:
     monitor: str = "val_loss"
     #: Adapters injected into the body (LoRA settings for peft), None for none.
     adapters: dict | None = field(default=None, compare=False, hash=False)
+    #: Backbone capabilities (`backbones.catalogue.Capabilities` field names) this needs.
+    requires: frozenset[str] = frozenset({"trainable", "pretrained"})
+
+    def runs_on(self, capabilities: Any) -> bool:
+        """Whether a backbone with these capabilities can be tailored this way."""
+        return self.requires <= capabilities.names()
 
     # -- fitting -----------------------------------------------------------------------------
     def prepare_model(self, model: TailoredModel) -> None:
@@ -192,5 +198,11 @@ def get_strategy(name: str) -> Strategy:
     return _STRATEGIES[key]
 
 
+#: Listing order: from retraining least to most, then the no-pretraining baselines.
+_LISTING = ("linear-probe", "fine-tune", "full", "lora", "few-shot", "scratch", "baseline")
+
+
 def list_strategies() -> list[Strategy]:
-    return list(_STRATEGIES.values())
+    """Registered strategies, least retraining first (others in registration order, last)."""
+    rank = {name: i for i, name in enumerate(_LISTING)}
+    return sorted(_STRATEGIES.values(), key=lambda s: rank.get(s.name, len(rank)))

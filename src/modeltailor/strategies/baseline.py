@@ -20,6 +20,7 @@ class Baseline(Strategy):
 BASELINE = register_strategy(
     Baseline(
         name="baseline",
+        requires=frozenset({"classical"}),
         description="no pretraining: classical features + logistic regression (text: TF-IDF)",
         pretrained=False,
         classical=True,

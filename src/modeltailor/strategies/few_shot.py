@@ -52,6 +52,7 @@ class FewShot(Strategy):
 FEW_SHOT = register_strategy(
     FewShot(
         name="few-shot",
+        requires=frozenset({"trainable", "pretrained", "sentence_pairs"}),
         description="contrastive sentence pairs (SetFit-style) + logistic-regression head",
         # Passes over the training texts, every pair of a batch in the loss. 16 passes forward
         # as many windows as SetFit's sampled pairs at 8 per class (128 pairs, two windows

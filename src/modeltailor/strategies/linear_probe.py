@@ -64,6 +64,7 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
 LINEAR_PROBE = register_strategy(
     LinearProbe(
         name="linear-probe",
+        requires=frozenset({"pretrained", "embeddings"}),
         description="frozen backbone, cached embeddings, logistic-regression head (seconds)",
         uses_feature_cache=True,
         epochs=0,

@@ -7,6 +7,7 @@ from modeltailor.strategies.base import Strategy, register_strategy
 LORA = register_strategy(
     Strategy(
         name="lora",
+        requires=frozenset({"trainable", "pretrained", "adapters"}),
         description="frozen body + low-rank adapters in attention (transformers); small runs",
         epochs=6,
         lr=5e-4,

@@ -6,6 +6,7 @@ from modeltailor.strategies.base import Strategy, register_strategy
 SCRATCH = register_strategy(
     Strategy(
         name="scratch",
+        requires=frozenset({"trainable"}),
         description="same architecture, random initialisation (what transfer is measured against)",
         pretrained=False,
         epochs=30,

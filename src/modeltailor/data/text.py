@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from modeltailor.data.dataset import LabeledDataset, Skipped
-from modeltailor.data.folders import SPLIT_NAMES, link_problem, subfolders, walk_files
+from modeltailor.data.folders import (
+    SPLIT_NAMES,
+    link_problem,
+    subfolders,
+    visible_subfolders,
+    walk_files,
+)
 from modeltailor.errors import DataError
 
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
@@ -580,10 +586,6 @@ def _labelled_folders(
     return out
 
 
-def _subfolders(root: Path) -> list[Path]:
-    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
 def _folder_hint(root: Path) -> str:
     tables = sorted(f.name for f in root.iterdir() if _table_suffix(f))
     if tables:
@@ -670,7 +672,7 @@ def _load_folder(
         return _with_skipped(_assemble_predefined(root, parts, class_names), refused)
     split_dirs = {
         SPLIT_NAMES[d.name.lower()]: d
-        for d in _subfolders(root)
+        for d in visible_subfolders(root)
         if d.name.lower() in SPLIT_NAMES and not _refused_link(d, root, refused)
     }
     if "train" in split_dirs:
@@ -819,8 +821,8 @@ def looks_like_text_data(path: str | Path) -> bool:
         return False
     if _split_files(path):
         return True
-    for sub in _subfolders(path):
-        for inner in [sub, *_subfolders(sub)]:
+    for sub in visible_subfolders(path):
+        for inner in [sub, *visible_subfolders(sub)]:
             if any(f.suffix.lower() == TEXT_FILE_SUFFIX for f in inner.iterdir() if f.is_file()):
                 return True
     return False

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from modeltailor.backbones.catalogue import Preprocessing
+from modeltailor.modalities.image import Preprocessing
 
 _INTERPOLATION = {
     "bicubic": T.InterpolationMode.BICUBIC,

@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from modeltailor.modalities import register_modality
 from modeltailor.modalities.base import Modality
+
+
+@dataclass(frozen=True)
+class AudioPreprocessing:
+    """How a clip becomes model input (stored in every run's config, keys the embedding cache).
+
+    Clips are decoded to mono at `sample_rate`. A clip shorter than `window_seconds` is padded
+    (the padding is masked out of the pooling); a longer one is cut into windows that overlap
+    by `window_overlap` of a window, whose embeddings or logits are averaged. The window is
+    chosen from the training clips' lengths when a run is trained.
+    """
+
+    sample_rate: int = 16000
+    window_seconds: float = 2.0
+    window_overlap: float = 0.5
+    modality: str = "audio"
+
+    def for_inference(self, test_size: int | None) -> AudioPreprocessing:
+        return self
+
+    def summary(self) -> str:
+        return f"{self.sample_rate // 1000} kHz"
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AudioPreprocessing:
+        return cls(
+            sample_rate=int(d.get("sample_rate", 16000)),
+            window_seconds=float(d.get("window_seconds", 2.0)),
+            window_overlap=float(d.get("window_overlap", 0.5)),
+        )
 
 
 class AudioModality(Modality):
@@ -19,8 +56,6 @@ class AudioModality(Modality):
     priority = 20
 
     def preprocessing_from_dict(self, d):
-        from modeltailor.backbones.catalogue import AudioPreprocessing
-
         return AudioPreprocessing.from_dict(d)
 
     # -- data in ---------------------------------------------------------------------------

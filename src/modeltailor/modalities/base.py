@@ -98,6 +98,11 @@ class Modality:
         """The preprocessing record (`to_dict`/`from_dict`, a `modality` field) of a run."""
         raise NotImplementedError(f"{self.name}: no preprocessing record")
 
+    def input_pipeline(self, pre: Any) -> Any:
+        """How items become model input (`training.inputs.InputPipeline`) for networks that
+        bring none of their own (`input_pipeline()` on the network comes first)."""
+        raise NotImplementedError(f"{self.name}: the network must provide input_pipeline()")
+
     def default_backbone(self, clf: Any, train: LabeledDataset) -> str:
         raise ModelTailorError(f"{self.name}: give a backbone (see `tailor backbones`)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,46 @@ from modeltailor.modalities import register_modality
 from modeltailor.modalities.base import ExportSpec, InputError, Modality
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an input must look like for the backbone (stored in every run's config)."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    #: Size of training crops when it differs from the inference `input_size` (FixRes).
+    train_size: int | None = None
+    modality: str = "image"
+
+    def for_inference(self, test_size: int | None) -> Preprocessing:
+        """Inference at `test_size` (FixRes), training crops staying at `input_size`."""
+        from dataclasses import replace
+
+        if not test_size or test_size == self.input_size:
+            return self
+        return replace(self, input_size=test_size, train_size=self.input_size)
+
+    def summary(self) -> str:
+        """The input column of `tailor backbones`."""
+        return str(self.input_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        return cls(
+            input_size=int(d["input_size"]),
+            mean=tuple(d["mean"]),  # type: ignore[arg-type]
+            std=tuple(d["std"]),  # type: ignore[arg-type]
+            interpolation=d.get("interpolation", "bicubic"),
+            crop_pct=float(d.get("crop_pct", 0.875)),
+            train_size=d.get("train_size"),
+        )
+
+
 class ImageModality(Modality):
     name = "image"
     noun = "images"
@@ -21,8 +62,6 @@ class ImageModality(Modality):
     named_default_backbone = DEFAULT_IMAGE_BACKBONE
 
     def preprocessing_from_dict(self, d):
-        from modeltailor.backbones.catalogue import Preprocessing
-
         return Preprocessing.from_dict(d)
 
     def recognises(self, path: str | Path) -> bool:
@@ -41,6 +80,11 @@ class ImageModality(Modality):
     def prepare(self, data):
         verify = getattr(data, "verify", None)
         return verify() if verify is not None else data
+
+    def input_pipeline(self, pre):
+        from modeltailor.training.inputs import ImagePipeline
+
+        return ImagePipeline(pre)
 
     def default_backbone(self, clf, train) -> str:
         return DEFAULT_IMAGE_BACKBONE

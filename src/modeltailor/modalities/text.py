@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,42 @@ def text_of(item: Any) -> str:
     return item.text if hasattr(item, "text") else str(item)
 
 
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How text becomes model input (stored in every run's config, keys the embedding cache).
+
+    Texts longer than `max_length` tokens are never cut: they are split into windows of
+    `max_length` tokens (special tokens and `prefix` included) sharing `window_overlap` of a
+    window with the next, and the window embeddings (or logits) are averaged.
+    """
+
+    max_length: int
+    prefix: str = ""
+    pooling: str = "mean"
+    normalize: bool = True
+    window_overlap: float = 0.125
+    modality: str = "text"
+
+    def for_inference(self, test_size: int | None) -> TextPreprocessing:
+        return self
+
+    def summary(self) -> str:
+        return f"{self.max_length} tokens" if self.max_length else "whole text"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextPreprocessing:
+        return cls(
+            max_length=int(d["max_length"]),
+            prefix=d.get("prefix", ""),
+            pooling=d.get("pooling", "mean"),
+            normalize=bool(d.get("normalize", True)),
+            window_overlap=float(d.get("window_overlap", 0.125)),
+        )
+
+
 class TextModality(Modality):
     name = "text"
     noun = "texts"
@@ -28,8 +65,6 @@ class TextModality(Modality):
     priority = 10
 
     def preprocessing_from_dict(self, d):
-        from modeltailor.backbones.catalogue import TextPreprocessing
-
         return TextPreprocessing.from_dict(d)
 
     # -- data in ---------------------------------------------------------------------------

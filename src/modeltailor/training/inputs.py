@@ -72,10 +72,13 @@ class InputPipeline(Protocol):
 
 
 def pipeline_for(model: TailoredModel, pre: Any) -> InputPipeline:
-    """The pipeline that feeds `model`: a network that reads something else than pixels
-    (text encoders carry their tokenizer) provides its own `input_pipeline()`."""
+    """The pipeline that feeds `model`: its network's own `input_pipeline()` when it has one
+    (text encoders carry their tokenizer, audio networks their front end), else the one its
+    modality gives for the preprocessing record (images: decoded, resized pixels)."""
+    from modeltailor.modalities import get_modality
+
     own = getattr(model.net, "input_pipeline", None)
-    return own() if own is not None else ImagePipeline(pre)
+    return own() if own is not None else get_modality(pre.modality).input_pipeline(pre)
 
 
 # -- images ------------------------------------------------------------------------------------

@@ -8,25 +8,22 @@ TextClassifier(strategy="fine-tune").fit(load_text("reviews.csv")).predict(["配
 
 from __future__ import annotations
 
-import platform
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 from sklearn.base import BaseEstimator
 
 from modeltailor.backbones import get_backbone
-from modeltailor.backbones.catalogue import BackboneSpec, preprocessing_from_dict
+from modeltailor.backbones.catalogue import BackboneSpec
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset, Skipped
 from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY  # noqa: F401 (re-exported)
 from modeltailor.errors import BackboneError, DataError, ModelTailorError, RunError
 from modeltailor.evaluation.metrics import classification_metrics
 from modeltailor.modalities import Modality, get_modality
-from modeltailor.run import FORMAT_VERSION, RunDir
+from modeltailor.run import RunDir, describe_data, split_record
 from modeltailor.strategies import get_strategy
 from modeltailor.strategies.base import FitContext
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
@@ -172,8 +169,8 @@ class TailoredClassifier(BaseEstimator):
         self.adapters_ = strategy.adapters
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {
-            "train": _describe(train),
-            "val": _describe(val) if val is not None else None,
+            "train": describe_data(train),
+            "val": describe_data(val) if val is not None else None,
             "skipped": [s.__dict__ for s in self.skipped_],
         }
         self.splits_ = {"train": split_record(train)}
@@ -333,110 +330,28 @@ class TailoredClassifier(BaseEstimator):
 
     # -- run directory -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        self._check_fitted()
-        spec = self.spec_
-        return {
-            "format_version": FORMAT_VERSION,
-            "modality": self.modality,
-            "backbone": spec.name,
-            "architecture": spec.architecture,
-            "weights": spec.weights_identity(),
-            "backbone_license": spec.license,
-            "strategy": self.strategy,
-            "num_classes": len(self.classes_),
-            "preprocessing": self.preprocessing_.to_dict(),
-            "settings": self._settings().to_dict(),
-            # Every constructor setting, as given: `load` rebuilds the estimator from these.
-            "params": self._saved_params(),
-            "data": self.data_,
-            "fit": self.fit_info_,
-            "calibration": getattr(self, "calibration_", None),
-            # A run with adapters stores only them + the head: the body comes from here on load.
-            "adapters": getattr(self, "adapters_", None),
-            "base_weights": spec.weights_identity() if getattr(self, "adapters_", None) else None,
-            "versions": _versions(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        """Everything config.json records about this fitted classifier (run.py)."""
+        from modeltailor.run import run_config
+
+        return run_config(self)
 
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> RunDir:
         """Write the run directory (atomic files; checkpoints already there are kept)."""
-        run = RunDir(path)
-        cfg = self.config()
-        run.write_json("config.json", cfg)
-        run.write_json("labels.json", self.classes_)
-        run.write_json("splits.json", self.splits_)
-        run.write_history(self.history_)
-        self.modality_.save_assets(self, run)
-        state = self.model_.trained_state()
-        run.save_model(state, {"modality": self.modality, "architecture": cfg["architecture"]})
-        if metrics is not None or self.metrics_:
-            run.write_json("metrics.json", metrics if metrics is not None else self.metrics_)
-        return run
+        from modeltailor.run import save_run
 
-    def _saved_params(self) -> dict[str, Any]:
-        """Constructor settings a run keeps (where this process wrote checkpoints does not
-        belong to the model; `backbone` is the one the run resolved and used)."""
-        params = self.get_params()
-        for transient in ("output", "resume", "verbose"):
-            params.pop(transient)
-        params["backbone"] = self.spec_.name
-        return params
+        return save_run(self, path, metrics)
 
     @classmethod
     def load(cls, path: str | Path, verbose: bool = False) -> TailoredClassifier:
         """A trained classifier from its run folder; needs no weights package, no network."""
-        run = RunDir(path)
-        if not run.path.is_dir():
-            raise RunError(f"{run.path}: no such run folder")
-        cfg = run.read_json("config.json")
-        if cfg.get("modality", "image") != cls.modality:
-            raise RunError(f"{run.path}: a {cfg.get('modality')} run, not {cls.modality}")
-        clf = cls(**_params_of(cfg), verbose=verbose)
-        modality = clf.modality_
-        pre = preprocessing_from_dict(cfg["preprocessing"])
-        if cfg.get("adapters"):  # only adapters were saved: the body is the package's
-            net = _pretrained_body(run, cfg, pre)
-        else:
-            net = modality.network_for(run, cfg)
-        model = TailoredModel(net)
-        if cfg.get("adapters"):
-            model.add_adapters(cfg["adapters"])
-        _load_weights(model, run, partial=bool(cfg.get("adapters")))
-        clf.model_ = model.eval()
-        clf.spec_ = None
-        clf.preprocessing_ = pre
-        clf.classes_ = list(run.read_json("labels.json"))
-        clf.history_ = []
-        clf.fit_info_ = cfg.get("fit", {})
-        clf.data_ = cfg.get("data", {})
-        clf.splits_ = run.read_json("splits.json") if run.has("splits.json") else {}
-        clf.metrics_ = run.read_json("metrics.json") if run.has("metrics.json") else {}
-        clf.calibration_ = cfg.get("calibration")
-        clf.temperature_ = float((clf.calibration_ or {}).get("temperature", 1.0))
-        clf.is_main_process_ = True
-        clf.adapters_ = cfg.get("adapters")
-        clf.config_ = cfg
-        modality.load_assets(clf, run)
-        return clf
+        from modeltailor.run import load_run
+
+        return load_run(cls, path, verbose)
 
     def predict_texts(self, texts: list[str], top_k: int = 3) -> list[dict]:
         """{text, label, probability, top_k} per text, in input order (text runs)."""
         ranked, _ = self._ranked(self.modality_.as_items(texts), top_k)
         return [{"text": item.text, **r} for item, r in ranked]
-
-
-def _params_of(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The constructor settings a run was trained with. Runs saved before config.json kept
-    them all ("params") give back what they recorded: backbone, strategy, batch size, seed."""
-    if "params" in cfg:
-        return dict(cfg["params"])
-    settings = cfg.get("settings", {})
-    return {
-        "backbone": cfg["backbone"],
-        "strategy": cfg["strategy"],
-        "batch_size": settings.get("batch_size", 32),
-        "seed": settings.get("seed", 0),
-    }
 
 
 class ImageClassifier(TailoredClassifier):
@@ -509,52 +424,6 @@ def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifi
     return cls.load(run.path, verbose=verbose)
 
 
-def _pretrained_body(run: RunDir, cfg: dict[str, Any], pre: Any = None) -> torch.nn.Module:
-    """The catalogue backbone an adapter run was trained on, exactly those weights; `pre`
-    replaces the catalogue's preprocessing when the run specialised it (audio windows)."""
-    from dataclasses import replace
-
-    spec = get_backbone(cfg["backbone"])
-    if pre is not None:
-        spec = replace(spec, preprocessing=pre)
-    if spec.weights_identity() != cfg.get("base_weights"):
-        raise RunError(
-            f"{run.path}: trained with adapters on {cfg.get('base_weights')}, but the installed "
-            f"weights are {spec.weights_identity()} ({spec.install_hint})"
-        )
-    return spec.build(cfg["num_classes"], pretrained=True)
-
-
-def _load_weights(model: TailoredModel, run: RunDir, partial: bool) -> None:
-    """Load model.safetensors; with adapters it holds only adapters + head, and every one of
-    those (and nothing else) must match."""
-    state = run.load_model_state()
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=not partial)
-    except RuntimeError as exc:
-        raise RunError(f"{run.path}: model.safetensors does not match config.json ({exc})") from exc
-    expected = set(model.trained_state()) if partial else set()
-    if partial and (unexpected or set(state) != expected):
-        raise RunError(
-            f"{run.path}: model.safetensors does not hold this run's adapters and head "
-            f"(unexpected: {unexpected[:3]}, absent: {sorted(expected - set(state))[:3]})"
-        )
-
-
-def split_record(data: LabeledDataset) -> dict[str, list]:
-    """Which files (path, label, content hash) a split held: for overlap checks, exports
-    that verify on validation data, and reports that show mistakes."""
-    return {
-        "items": [str(i) for i in data.items],
-        "labels": [data.class_names[lab] for lab in data.labels],
-        "sha1": data.digests(),
-    }
-
-
-def _describe(data: LabeledDataset) -> dict[str, Any]:
-    return {"source": data.source, "n": len(data), "class_counts": data.class_counts()}
-
-
 def _align_labels(dataset: LabeledDataset, classes: list[str]) -> list[int]:
     """Map a dataset's labels onto the model's classes (names must be known to the model)."""
     unknown = [c for c in dataset.class_names if c not in classes]
@@ -571,19 +440,3 @@ def _backbones_supporting(strategy: str, modality: str) -> list[BackboneSpec]:
     from modeltailor.backbones import list_backbones
 
     return [s for s in list_backbones(modality) if s.supports(strategy)]
-
-
-def _versions() -> dict[str, str]:
-    import lightning
-    import sklearn
-
-    from modeltailor import __version__
-
-    return {
-        "modeltailor": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "lightning": lightning.__version__,
-        "scikit-learn": sklearn.__version__,
-    }

@@ -278,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _calibrate(clf)
     metrics, predictions = _honest_metrics(clf, test)
     if test is not None and len(test):
-        from modeltailor.api import split_record
+        from modeltailor.run import split_record
 
         clf.splits_["test"] = split_record(test)
     run = clf.save(run_path, metrics)

@@ -125,7 +125,8 @@ def trainable_parameters(clf) -> int:
 
 
 def run_trial(trial: Trial, train, val, test, options: dict[str, Any], out_dir: Path) -> Trial:
-    from modeltailor.api import classifier_for, split_record
+    from modeltailor.api import classifier_for
+    from modeltailor.run import split_record
 
     run_dir = out_dir / f"{trial.backbone}-{trial.strategy}-seed{trial.seed}"
     clf = classifier_for(train)(

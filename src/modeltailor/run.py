@@ -1,4 +1,5 @@
-"""The run directory: the one artefact every step reads and writes.
+"""The run directory: the one artefact every step reads and writes, and how a classifier is
+saved into it and loaded back (`save_run`, `load_run`).
 
     runs/<name>/config.json      every setting, resolved (seed, versions, skipped files)
                 labels.json      class names in output order
@@ -19,7 +20,7 @@ import json
 import os
 import re
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,183 @@ class RunDir:
     def last_checkpoint(self) -> Path | None:
         p = self.checkpoints / "last.ckpt"
         return p if p.is_file() else None
+
+
+# -- a classifier in a run folder ---------------------------------------------------------------
+
+
+def run_config(clf) -> dict[str, Any]:
+    """Everything config.json records about a fitted classifier: resolved backbone and
+    strategy, preprocessing, every setting, the data, the fit, calibration and versions."""
+    clf._check_fitted()
+    spec = clf.spec_
+    return {
+        "format_version": FORMAT_VERSION,
+        "modality": clf.modality,
+        "backbone": spec.name,
+        "architecture": spec.architecture,
+        "weights": spec.weights_identity(),
+        "backbone_license": spec.license,
+        "strategy": clf.strategy,
+        "num_classes": len(clf.classes_),
+        "preprocessing": clf.preprocessing_.to_dict(),
+        "settings": clf._settings().to_dict(),
+        # Every constructor setting, as given: `load` rebuilds the estimator from these.
+        "params": _saved_params(clf),
+        "data": clf.data_,
+        "fit": clf.fit_info_,
+        "calibration": getattr(clf, "calibration_", None),
+        # A run with adapters stores only them + the head: the body comes from here on load.
+        "adapters": getattr(clf, "adapters_", None),
+        "base_weights": spec.weights_identity() if getattr(clf, "adapters_", None) else None,
+        "versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def save_run(clf, path: str | Path, metrics: dict[str, Any] | None = None) -> RunDir:
+    """Write the run directory (atomic files; checkpoints already there are kept)."""
+    run = RunDir(path)
+    cfg = run_config(clf)
+    run.write_json("config.json", cfg)
+    run.write_json("labels.json", clf.classes_)
+    run.write_json("splits.json", clf.splits_)
+    run.write_history(clf.history_)
+    clf.modality_.save_assets(clf, run)
+    state = clf.model_.trained_state()
+    run.save_model(state, {"modality": clf.modality, "architecture": cfg["architecture"]})
+    if metrics is not None or clf.metrics_:
+        run.write_json("metrics.json", metrics if metrics is not None else clf.metrics_)
+    return run
+
+
+def _saved_params(clf) -> dict[str, Any]:
+    """Constructor settings a run keeps (where this process wrote checkpoints does not
+    belong to the model; `backbone` is the one the run resolved and used)."""
+    params = clf.get_params()
+    for transient in ("output", "resume", "verbose"):
+        params.pop(transient)
+    params["backbone"] = clf.spec_.name
+    return params
+
+
+def load_run(cls, path: str | Path, verbose: bool = False):
+    """A trained classifier of class `cls` from its run folder; needs no weights package, no
+    network (a LoRA run re-reads its body from the installed package)."""
+    from modeltailor.backbones.catalogue import preprocessing_from_dict
+    from modeltailor.backbones.model import TailoredModel
+
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise RunError(f"{run.path}: no such run folder")
+    cfg = run.read_json("config.json")
+    if cfg.get("modality", "image") != cls.modality:
+        raise RunError(f"{run.path}: a {cfg.get('modality')} run, not {cls.modality}")
+    clf = cls(**_params_of(cfg), verbose=verbose)
+    modality = clf.modality_
+    pre = preprocessing_from_dict(cfg["preprocessing"])
+    if cfg.get("adapters"):  # only adapters were saved: the body is the package's
+        net = _pretrained_body(run, cfg, pre)
+    else:
+        net = modality.network_for(run, cfg)
+    model = TailoredModel(net)
+    if cfg.get("adapters"):
+        model.add_adapters(cfg["adapters"])
+    _load_weights(model, run, partial=bool(cfg.get("adapters")))
+    clf.model_ = model.eval()
+    clf.spec_ = None
+    clf.preprocessing_ = pre
+    clf.classes_ = list(run.read_json("labels.json"))
+    clf.history_ = []
+    clf.fit_info_ = cfg.get("fit", {})
+    clf.data_ = cfg.get("data", {})
+    clf.splits_ = run.read_json("splits.json") if run.has("splits.json") else {}
+    clf.metrics_ = run.read_json("metrics.json") if run.has("metrics.json") else {}
+    clf.calibration_ = cfg.get("calibration")
+    clf.temperature_ = float((clf.calibration_ or {}).get("temperature", 1.0))
+    clf.is_main_process_ = True
+    clf.adapters_ = cfg.get("adapters")
+    clf.config_ = cfg
+    modality.load_assets(clf, run)
+    return clf
+
+
+def _params_of(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The constructor settings a run was trained with. Runs saved before config.json kept
+    them all ("params") give back what they recorded: backbone, strategy, batch size, seed."""
+    if "params" in cfg:
+        return dict(cfg["params"])
+    settings = cfg.get("settings", {})
+    return {
+        "backbone": cfg["backbone"],
+        "strategy": cfg["strategy"],
+        "batch_size": settings.get("batch_size", 32),
+        "seed": settings.get("seed", 0),
+    }
+
+
+def _pretrained_body(run: RunDir, cfg: dict[str, Any], pre: Any = None) -> Any:
+    """The catalogue backbone an adapter run was trained on, exactly those weights; `pre`
+    replaces the catalogue's preprocessing when the run specialised it (audio windows)."""
+    from dataclasses import replace
+
+    from modeltailor.backbones import get_backbone
+
+    spec = get_backbone(cfg["backbone"])
+    if pre is not None:
+        spec = replace(spec, preprocessing=pre)
+    if spec.weights_identity() != cfg.get("base_weights"):
+        raise RunError(
+            f"{run.path}: trained with adapters on {cfg.get('base_weights')}, but the installed "
+            f"weights are {spec.weights_identity()} ({spec.install_hint})"
+        )
+    return spec.build(cfg["num_classes"], pretrained=True)
+
+
+def _load_weights(model: Any, run: RunDir, partial: bool) -> None:
+    """Load model.safetensors; with adapters it holds only adapters + head, and every one of
+    those (and nothing else) must match."""
+    state = run.load_model_state()
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=not partial)
+    except RuntimeError as exc:
+        raise RunError(f"{run.path}: model.safetensors does not match config.json ({exc})") from exc
+    expected = set(model.trained_state()) if partial else set()
+    if partial and (unexpected or set(state) != expected):
+        raise RunError(
+            f"{run.path}: model.safetensors does not hold this run's adapters and head "
+            f"(unexpected: {unexpected[:3]}, absent: {sorted(expected - set(state))[:3]})"
+        )
+
+
+def split_record(data: Any) -> dict[str, list]:
+    """Which files (path, label, content hash) a split held: for overlap checks, exports
+    that verify on validation data, and reports that show mistakes."""
+    return {
+        "items": [str(i) for i in data.items],
+        "labels": [data.class_names[lab] for lab in data.labels],
+        "sha1": data.digests(),
+    }
+
+
+def describe_data(data: Any) -> dict[str, Any]:
+    return {"source": data.source, "n": len(data), "class_counts": data.class_counts()}
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import lightning
+    import sklearn
+    import timm
+
+    from modeltailor import __version__
+
+    return {
+        "modeltailor": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+        "scikit-learn": sklearn.__version__,
+    }

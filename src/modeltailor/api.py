@@ -416,7 +416,10 @@ def load_classifier(path: str | Path, verbose: bool = False) -> TailoredClassifi
     run = RunDir(path)
     if not run.path.is_dir():
         raise RunError(f"{run.path}: no such run folder")
-    modality = run.read_json("config.json").get("modality", "image")
+    cfg = run.read_json("config.json")
+    if not isinstance(cfg, dict):
+        raise RunError(f"{run.path / 'config.json'}: damaged, not a JSON object")
+    modality = cfg.get("modality", "image")
     try:
         cls = classifier_class(modality)
     except ModelTailorError as exc:

@@ -246,6 +246,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ModelTailorError(
                 f"{run_path}: a run is already there; choose another --output or add --resume"
             )
+    if args.resume and not is_worker and run_path.is_dir():
+        from modeltailor.run import RunDir, check_same_run, run_identity
+
+        identity = run_identity(modality.name, args.backbone, args.strategy, train)
+        check_same_run(RunDir(run_path), identity)  # before anything there is replaced
     report_skipped(data.skipped)
     clf = classifier_class(modality.name)(
         backbone=args.backbone,
@@ -313,6 +318,15 @@ def _honest_metrics(clf, test) -> tuple[dict[str, Any], dict[str, Any]]:
         result["test"], predictions["test"] = clf.evaluate(
             test, record=False, return_predictions=True
         )
+    elif result["validation"] is None:
+        smallest = min(clf.data_["train"]["class_counts"].values())
+        result["note"] = (
+            "nothing was evaluated: with as few as "
+            f"{smallest} example(s) in a class, no validation or test data could be held out; "
+            "these are missing figures, not perfect ones. Add examples, or measure on data the "
+            "model never saw with `tailor evaluate RUN DATA`"
+        )
+        err.print(f"[yellow]warning:[/] {escape(result['note'])}", highlight=False)
     else:
         result["note"] = (
             "no test split: only validation figures exist, and validation data was used for "

@@ -92,7 +92,10 @@ class RunDir:
         p = self.path / name
         if not p.is_file():
             raise RunError(f"{self.path}: not a complete run ({name} is missing)")
-        return json.loads(p.read_text(encoding="utf-8"))
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:  # truncated, empty, not UTF-8
+            raise RunError(f"{p}: damaged, not readable JSON ({exc})") from exc
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
@@ -109,7 +112,10 @@ class RunDir:
         p = self.path / MODEL_FILE
         if not p.is_file():
             raise RunError(f"{self.path}: no {MODEL_FILE} here (is this a finished run?)")
-        return load_file(str(p))
+        try:
+            return load_file(str(p))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError: truncated, not safetensors
+            raise RunError(f"{p}: damaged, not a readable safetensors file ({exc})") from exc
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -196,8 +202,19 @@ def load_run(cls, path: str | Path, verbose: bool = False):
     if not run.path.is_dir():
         raise RunError(f"{run.path}: no such run folder")
     cfg = run.read_json("config.json")
+    missing = [k for k in ("backbone", "strategy", "num_classes", "preprocessing") if k not in cfg]
+    if not isinstance(cfg, dict) or missing:
+        raise RunError(f"{run.path / 'config.json'}: damaged, lacks {missing or 'everything'}")
     if cfg.get("modality", "image") != cls.modality:
         raise RunError(f"{run.path}: a {cfg.get('modality')} run, not {cls.modality}")
+    labels = run.read_json("labels.json")
+    if not (isinstance(labels, list) and all(isinstance(c, str) for c in labels)):
+        raise RunError(f"{run.path / 'labels.json'}: damaged, not a list of class names")
+    if len(labels) != cfg["num_classes"]:
+        raise RunError(
+            f"{run.path / 'labels.json'}: {len(labels)} class names for a model with "
+            f"{cfg['num_classes']} outputs (config.json); the run folder is damaged"
+        )
     clf = cls(**_params_of(cfg), verbose=verbose)
     modality = clf.modality_
     pre = preprocessing_from_dict(cfg["preprocessing"])
@@ -212,7 +229,7 @@ def load_run(cls, path: str | Path, verbose: bool = False):
     clf.model_ = model.eval()
     clf.spec_ = None
     clf.preprocessing_ = pre
-    clf.classes_ = list(run.read_json("labels.json"))
+    clf.classes_ = list(labels)
     clf.history_ = []
     clf.fit_info_ = cfg.get("fit", {})
     clf.data_ = cfg.get("data", {})
@@ -306,3 +323,68 @@ def _versions() -> dict[str, str]:
         "lightning": lightning.__version__,
         "scikit-learn": sklearn.__version__,
     }
+
+
+# -- resuming the same run ---------------------------------------------------------------------
+
+
+#: checkpoints/ file naming the run its checkpoints belong to (written when training starts).
+IDENTITY_FILE = "run.json"
+
+
+def check_same_run(run: RunDir, identity: dict[str, Any]) -> None:
+    """`--resume` continues only the training that wrote the folder: same modality, backbone,
+    strategy, classes and training data. Otherwise say what differs and touch nothing."""
+    path = run.checkpoints / IDENTITY_FILE
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise RunError(f"{path}: unreadable ({exc}); cannot tell what it resumes") from exc
+    elif run.has("config.json"):  # a finished run saved before checkpoints named their run
+        cfg = run.read_json("config.json")
+        before = {k: cfg.get(k) for k in ("modality", "backbone", "strategy")}
+        if run.has("labels.json"):
+            before["classes"] = run.read_json("labels.json")
+        if run.has("splits.json") and "train" in run.read_json("splits.json"):
+            before["training_data_sha1"] = _digest_of(run.read_json("splits.json")["train"]["sha1"])
+    else:
+        return  # checkpoints from a version that did not record their run: nothing to compare
+    differs = [
+        _difference(key, before[key], identity[key])
+        for key in identity
+        if key in before and before[key] != identity[key]
+    ]
+    if differs:
+        shown = "; ".join(d if len(d) < 160 else d[:157] + "..." for d in differs)
+        raise RunError(
+            f"{run.path}: --resume would continue a different run ({shown}); choose another "
+            "--output, or resume with the same data and settings"
+        )
+
+
+def _difference(key: str, there: Any, now: Any) -> str:
+    if key == "training_data_sha1":
+        return "training data: other files (by content) than the run was trained on"
+    if key == "classes":
+        return f"classes: {', '.join(map(str, there))} there, {', '.join(map(str, now))} now"
+    return f"{key}: {there} there, {now} now"
+
+
+def run_identity(modality: str, backbone: str | None, strategy: str, train: Any) -> dict[str, Any]:
+    """What a training is: `--resume` continues only the one that wrote a folder (`backbone`
+    None: not known yet, so not compared)."""
+    identity = {
+        "modality": modality,
+        "backbone": backbone,
+        "strategy": strategy,
+        "classes": list(train.class_names),
+        "training_data_sha1": _digest_of(train.digests()),
+    }
+    return {k: v for k, v in identity.items() if v is not None}
+
+
+def _digest_of(digests: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha1("\n".join(sorted(digests)).encode("ascii")).hexdigest()

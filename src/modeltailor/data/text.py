@@ -32,6 +32,10 @@ from modeltailor.errors import DataError
 
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+#: Excel workbooks (the first sheet is read; openpyxl, `pip install modeltailor[excel]`).
+EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm"})
+#: Files that hold texts in some other form and get a hint when given (Excel 97, JSON).
+TEXT_TABLES = EXCEL_SUFFIXES | {".xls", ".json"}
 TEXT_FILE_SUFFIX = ".txt"
 #: Quoted e-mails easily exceed csv's default 128 KiB field limit; a field is one example.
 MAX_FIELD_CHARS = 64 * 1024 * 1024
@@ -264,10 +268,46 @@ def _where(source: str, line: int) -> str:
 
 def _read_table(path: Path, encoding: str | None) -> _Table:
     suffix = path.suffix.lower()
+    if suffix in EXCEL_SUFFIXES:
+        return _parse_excel(path)
     decoded = decode_file(path, encoding)
     if suffix in JSONL_SUFFIXES:
         return _parse_jsonl(decoded, str(path))
     return _parse_delimited(decoded, str(path), TABLE_DELIMITERS[suffix])
+
+
+def _parse_excel(path: Path) -> _Table:
+    """The first sheet of a workbook: the first non-empty row names the columns, each row
+    below is a record (its "line" is the sheet's row number); cells keep their values."""
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise DataError(
+            f"{path}: reading Excel files needs openpyxl (pip install 'modeltailor[excel]'), "
+            "or save it from Excel as CSV UTF-8 (.csv)"
+        ) from exc
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip/XML errors of a damaged or fake workbook
+        raise DataError(f"{path}: not a readable Excel workbook ({exc})") from exc
+    try:
+        sheet = book.worksheets[0]
+        table = _Table(f"{path} (sheet {sheet.title})", [], [], "xlsx")
+        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            cells = ["" if v is None else v for v in values]
+            if not any(str(c).strip() for c in cells):
+                continue  # an empty row: no header yet, or no example
+            if not table.columns:
+                table.columns = [_clean_name(c) for c in cells]
+                continue
+            table.rows.append(_Row(number, dict(zip(table.columns, cells, strict=False))))
+    finally:
+        book.close()
+    if not table.columns:
+        raise DataError(f"{path}: the first sheet is empty")
+    if not table.rows:
+        raise DataError(f"{table.source}: no rows below the header line")
+    return table
 
 
 def _parse_delimited(decoded: Decoded, source: str, delimiter: str) -> _Table:
@@ -597,7 +637,8 @@ def _folder_hint(root: Path) -> str:
 
 def _table_suffix(path: Path) -> bool:
     suffix = path.suffix.lower()
-    return path.is_file() and (suffix in TABLE_DELIMITERS or suffix in JSONL_SUFFIXES)
+    tables = TABLE_DELIMITERS.keys() | JSONL_SUFFIXES | EXCEL_SUFFIXES
+    return path.is_file() and suffix in tables
 
 
 def _sorted_labels(labels: Iterable[str]) -> list[str]:
@@ -714,12 +755,11 @@ def _check_path(path: Path) -> None:
     if path.is_dir():
         return
     suffix = path.suffix.lower()
-    if suffix in TABLE_DELIMITERS or suffix in JSONL_SUFFIXES:
+    if suffix in TABLE_DELIMITERS or suffix in JSONL_SUFFIXES or suffix in EXCEL_SUFFIXES:
         return
     hints = {
         ".json": "use JSON Lines (.jsonl): one object per line",
-        ".xlsx": "save it from Excel as CSV UTF-8 (.csv)",
-        ".xls": "save it from Excel as CSV UTF-8 (.csv)",
+        ".xls": "save it from Excel as .xlsx, or as CSV UTF-8 (.csv)",
         ".txt": "a .txt file is one example: give a folder with one sub-folder per class",
     }
     hint = hints.get(suffix, "expected .csv, .tsv, .jsonl or a folder of class folders")
@@ -816,7 +856,8 @@ def looks_like_text_data(path: str | Path) -> bool:
     """
     path = Path(path)
     if path.is_file():
-        return path.suffix.lower() in TABLE_DELIMITERS or path.suffix.lower() in JSONL_SUFFIXES
+        suffix = path.suffix.lower()
+        return suffix in TABLE_DELIMITERS or suffix in JSONL_SUFFIXES or suffix in TEXT_TABLES
     if not path.is_dir():
         return False
     if _split_files(path):

@@ -65,7 +65,7 @@ class FitContext:
 
     def train(self, model: TailoredModel, strategy: Strategy, train, val) -> FitResult:
         """The Lightning loop, checkpointing into the run folder when there is one."""
-        from modeltailor.run import RunDir
+        from modeltailor.run import IDENTITY_FILE, RunDir, atomic_write_json, check_same_run
         from modeltailor.training.loop import train_network
 
         self.modality.before_training(self.estimator, model)
@@ -73,9 +73,19 @@ class FitContext:
         if self.output is not None:
             ckpt_dir = RunDir(self.output).checkpoints
             ckpt_dir.mkdir(parents=True, exist_ok=True)
+            identity = self.run_identity(strategy, train)
+            if self.resume:
+                check_same_run(RunDir(self.output), identity)
+            atomic_write_json(ckpt_dir / IDENTITY_FILE, identity)
             return train_network(*args, ckpt_dir, self.resume)
         with tempfile.TemporaryDirectory(prefix="modeltailor-") as tmp:
             return train_network(*args, Path(tmp), False)
+
+    def run_identity(self, strategy: Strategy, train: LabeledDataset) -> dict[str, Any]:
+        """What makes checkpoints belong to this training: `--resume` refuses others."""
+        from modeltailor.run import run_identity
+
+        return run_identity(self.modality.name, self.spec.name, strategy.name, train)
 
     def embed(self, model: TailoredModel, data: LabeledDataset) -> np.ndarray:
         from modeltailor.training.inference import embed_examples

@@ -118,6 +118,8 @@ def train_network(
         ckpt = str(last) if resume and last.is_file() else None
         if resume and ckpt is None:
             raise ModelTailorError(f"{checkpoint_dir}: nothing to resume (no last.ckpt)")
+        if ckpt is not None:
+            check_checkpoint(last)
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     best_path = best.best_model_path
     if best_path and Path(best_path).is_file():
@@ -137,6 +139,20 @@ def train_network(
         "resumed_from": ckpt,
     }
     return FitResult(history.rows, info, trainer.is_global_zero)
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse, in one line, a checkpoint that cannot be resumed safely: unreadable, or one
+    that would need unpickling arbitrary objects (never done: a run folder may come from
+    anyone)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, truncated zip, EOF...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelTailorError(
+            f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {first[:200]}); "
+            "train again without --resume, into another --output"
+        ) from exc
 
 
 @contextmanager

@@ -114,3 +114,32 @@ def test_an_old_excel_file_gets_the_hint(tmp_path, capsys):
     path.write_bytes(b"\xd0\xcf\x11\xe0 not really")
     assert main(["train", str(path)]) == 2
     assert "save it from Excel as .xlsx, or as CSV UTF-8" in _one_line_error(capsys)
+
+
+def test_a_huge_text_is_read_as_at_most_max_windows_spread_over_it(tmp_path, capsys):
+    from modeltailor.backbones import get_backbone
+    from modeltailor.backbones.text import spread
+    from modeltailor.modalities.text import TextPreprocessing
+
+    assert spread([[i] for i in range(10)], 4) == [[0], [3], [6], [9]]  # first and last kept
+    encoder = get_backbone("minilm-l6").build(0)
+    limit = encoder.pre.max_windows
+    huge = " ".join(f"word{i % 50} is here" for i in range(9000))
+    capped, whole = encoder.encode([huge]), encoder.encode([huge], capped=False)
+    assert len(whole[0]) > limit and len(capped[0]) == limit
+    assert capped[0][0] == whole[0][0] and capped[0][-1] == whole[0][-1]
+    # Runs saved before the cap read back without one, so they predict as they were trained.
+    assert TextPreprocessing.from_dict({"max_length": 256, "modality": "text"}).max_windows is None
+
+    rows = ["text,label"] + [f"short note {i},a" for i in range(6)]
+    rows += [f"another line {i},b" for i in range(5)] + [f"{huge},b"]
+    data = tmp_path / "notes.csv"
+    data.write_text("\n".join(rows), encoding="utf-8")
+    run = tmp_path / "run"
+    code = main(["train", str(data), "--backbone", "minilm-l6", "--output", str(run),
+                 "--quiet", "--val-fraction", "0", "--test-fraction", "0"])  # fmt: skip
+    assert code == 0
+    assert f"longer than {limit} windows" in " ".join(capsys.readouterr().err.split())
+    cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert cfg["fit"]["long_texts"]["training_texts_over_max_windows"] == 1
+    assert cfg["preprocessing"]["max_windows"] == limit

@@ -276,6 +276,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # DDP worker: rank 0 evaluates and writes the run
     seconds = time.perf_counter() - started
     clf.fit_info_["train_seconds"] = round(seconds, 2)
+    for warning in clf.fit_info_.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     reported = {s.path for s in data.skipped}
     found_later = [s for s in clf.skipped_ if s.path not in reported]
     report_skipped(found_later)  # files whose pixel data failed to decode during training

@@ -128,11 +128,12 @@ class TextEncoder(nn.Module):
         """Content tokens per window: max_length less the special tokens and the prefix."""
         return self.pre.max_length - 2 - len(self._prefix_ids)
 
-    def encode(self, texts: Sequence[str]) -> list[list[list[int]]]:
+    def encode(self, texts: Sequence[str], capped: bool = True) -> list[list[list[int]]]:
         """Per text, its windows of token ids (specials and prefix in every window).
 
         The prefix is tokenised together with the text, as the model saw it in training, and
         stripped back off the content; windows overlap by `pre.window_overlap` of a window.
+        At most `pre.max_windows` windows per text (evenly spaced) unless `capped=False`.
         """
         prefix = self._prefix_ids
         out = []
@@ -142,6 +143,8 @@ class TextEncoder(nn.Module):
             else:  # the text merged with the prefix: tokenise it on its own
                 content = self._ids([text])[0]
             chunks = windows(content, self.window_budget, self.pre.window_overlap)
+            if capped:
+                chunks = spread(chunks, self.pre.max_windows)
             out.append([self._with_specials(prefix + w) for w in chunks])
         return out
 
@@ -227,6 +230,16 @@ def windows(ids: Sequence[int], size: int, overlap: float = 0.125) -> list[list[
     if starts[-1] + size < len(ids):
         starts.append(len(ids) - size)
     return [list(ids[s : s + size]) for s in starts]
+
+
+def spread(chunks: list[list[int]], limit: int | None) -> list[list[int]]:
+    """At most `limit` of `chunks`, evenly spaced, always the first and the last (None: all)."""
+    if not limit or len(chunks) <= limit:
+        return chunks
+    if limit == 1:
+        return chunks[:1]
+    picks = sorted({round(i * (len(chunks) - 1) / (limit - 1)) for i in range(limit)})
+    return [chunks[i] for i in picks]
 
 
 def multi_window_share(encoded: Sequence[Sequence[list[int]]]) -> float:

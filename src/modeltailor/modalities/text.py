@@ -26,9 +26,12 @@ def text_of(item: Any) -> str:
 class TextPreprocessing:
     """How text becomes model input (stored in every run's config, keys the embedding cache).
 
-    Texts longer than `max_length` tokens are never cut: they are split into windows of
-    `max_length` tokens (special tokens and `prefix` included) sharing `window_overlap` of a
-    window with the next, and the window embeddings (or logits) are averaged.
+    Texts longer than `max_length` tokens are split into windows of `max_length` tokens
+    (special tokens and `prefix` included) sharing `window_overlap` of a window with the next,
+    and the window embeddings (or logits) are averaged. A text of more than `max_windows`
+    windows (about 14,000 MiniLM tokens, 50 KB of English) keeps that many, evenly spaced from
+    its first window to its last: a 5 MB text costs seconds, not minutes and gigabytes. Runs
+    saved before the cap existed read None: no cap, as they were trained.
     """
 
     max_length: int
@@ -36,6 +39,7 @@ class TextPreprocessing:
     pooling: str = "mean"
     normalize: bool = True
     window_overlap: float = 0.125
+    max_windows: int | None = 64
     modality: str = "text"
 
     def for_inference(self, test_size: int | None) -> TextPreprocessing:
@@ -55,6 +59,7 @@ class TextPreprocessing:
             pooling=d.get("pooling", "mean"),
             normalize=bool(d.get("normalize", True)),
             window_overlap=float(d.get("window_overlap", 0.125)),
+            max_windows=d.get("max_windows"),
         )
 
 
@@ -109,16 +114,30 @@ class TextModality(Modality):
         encoder = model.net
         if not hasattr(encoder, "encode"):
             return {}  # not a windowed encoder (the TF-IDF baseline reads whole texts)
-        share = multi_window_share(encoder.encode([text_of(i) for i in train.items]))
-        return {
+        pre = encoder.pre
+        encoded = encoder.encode([text_of(i) for i in train.items], capped=False)
+        cut = [str(item) for item, w in zip(train.items, encoded, strict=True)
+               if pre.max_windows and len(w) > pre.max_windows]  # fmt: skip
+        details: dict[str, Any] = {
             "long_texts": {
                 "policy": "split into windows of max_length tokens, overlapping by "
-                f"{encoder.pre.window_overlap:g} of a window; "
-                "embeddings (linear-probe) or logits (trained strategies) averaged per text",
-                "max_length": encoder.pre.max_length,
-                "share_of_training_texts_windowed": round(share, 4),
+                f"{pre.window_overlap:g} of a window; at most max_windows per text, evenly "
+                "spaced over it; embeddings (linear-probe) or logits (trained strategies) "
+                "averaged per text",
+                "max_length": pre.max_length,
+                "max_windows": pre.max_windows,
+                "share_of_training_texts_windowed": round(multi_window_share(encoded), 4),
+                "training_texts_over_max_windows": len(cut),
+                "examples_over_max_windows": cut[:20],
             }
         }
+        if cut:
+            details["warnings"] = [
+                f"{len(cut)} training text(s) longer than {pre.max_windows} windows of "
+                f"{pre.max_length} tokens (first: {cut[0]}) were read as {pre.max_windows} "
+                "windows spread over the text (config.json: fit.long_texts)"
+            ]
+        return details
 
     # -- TF-IDF side features ------------------------------------------------------------------
     def extend_head(self, clf, model, train, val, pre, result, settings) -> None:

@@ -91,3 +91,57 @@ def test_two_process_ddp_on_cpu_runs_to_completion(small_dir, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["fit"]["world_size"] == 2
     assert (run / "model.safetensors").is_file()
+
+
+def _group_sizes(small_dir) -> tuple[int, list[int]]:
+    """(head parameters, body group sizes top first) of the default image backbone."""
+    from modeltailor.backbones import get_backbone
+    from modeltailor.backbones.model import TailoredModel
+
+    model = TailoredModel(get_backbone("efficientnet_lite0").build(2, pretrained=False))
+    head = sum(p.numel() for p in model.head_parameters())
+    groups = [sum(p.numel() for p in model.body_group(i)) for i in range(model.num_body_groups)]
+    return head, groups[::-1]
+
+
+def test_unfreeze_trains_exactly_the_groups_it_names(small_dir, tmp_path):
+    head, groups = _group_sizes(small_dir)
+    for choice, expected in (("0", head), ("1", head + groups[0]), ("all", head + sum(groups))):
+        run = tmp_path / f"unfreeze-{choice}"
+        code = _train(small_dir, run, "--epochs", "1", "--unfreeze", choice, "--head-epochs", "0")
+        assert code == 0
+        assert [float(r["trainable_params"]) for r in _history(run)] == [float(expected)]
+        config = json.loads((run / "config.json").read_text())
+        assert config["params"]["unfreeze"] == (choice if choice == "all" else int(choice))
+        assert config["fit"]["unfrozen_groups"] == config["params"]["unfreeze"]
+
+
+def test_resume_after_kill_keeps_the_chosen_unfreeze_schedule(small_dir, tmp_path):
+    """kill -9 during epoch 3 of 4, then --resume: the same freeze schedule as uninterrupted
+    (head only, then the top 2 groups), continued from the last finished epoch."""
+    import signal
+    import time
+
+    plan = ["--unfreeze", "2", "--head-epochs", "1", "--patience", "10", "--epochs", "4"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert _train(small_dir, whole, *plan) == 0
+    args = ["train", str(small_dir), "--strategy", "fine-tune", "--output", str(killed),
+            "--quiet", "--batch-size", "8", "--val-fraction", "0.25", "--test-fraction", "0.25"]
+    proc = subprocess.Popen([*TAILOR, *args, *plan], env=dict(os.environ))  # fmt: skip
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if torch.load(last, weights_only=True)["epoch"] >= 1:  # two epochs finished
+                proc.send_signal(signal.SIGKILL)
+                break
+        except Exception:  # noqa: BLE001 - not there yet, or being written
+            pass
+        time.sleep(0.1)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert _train(small_dir, killed, *plan, "--resume") == 0
+    resumed = [float(r["trainable_params"]) for r in _history(killed)]
+    expected = [float(r["trainable_params"]) for r in _history(whole)]
+    assert [int(r["epoch"]) for r in _history(killed)][-1] == 4
+    assert resumed[-2:] == expected[-2:] and expected[0] < expected[-1]

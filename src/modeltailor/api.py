@@ -61,6 +61,8 @@ class TailoredClassifier(BaseEstimator):
         label_smoothing: float = 0.1,
         class_weights: str = "auto",
         patience: int | None = None,
+        unfreeze: int | str | None = None,
+        head_epochs: int | None = None,
         devices: int | str = "auto",
         distributed: str | None = None,
         precision: str | None = None,
@@ -82,6 +84,8 @@ class TailoredClassifier(BaseEstimator):
         self.label_smoothing = label_smoothing
         self.class_weights = class_weights
         self.patience = patience
+        self.unfreeze = unfreeze
+        self.head_epochs = head_epochs
         self.devices = devices
         self.distributed = distributed
         self.precision = precision
@@ -114,6 +118,30 @@ class TailoredClassifier(BaseEstimator):
             verbose=self.verbose,
         )
 
+    def _layer_schedule(self, strategy):
+        """The strategy with the layers the user chose to train: `unfreeze` body groups
+        counted from the top ("all", 0 = head only) after `head_epochs` head-only epochs."""
+        from dataclasses import replace
+
+        if self.unfreeze is None and self.head_epochs is None:
+            return strategy
+        if not strategy.trains_layers():
+            raise ModelTailorError(
+                f"unfreeze / head_epochs apply to strategies that train layers (fine-tune, "
+                f"full, scratch, lora), not {strategy.name}"
+            )
+        changes: dict[str, int] = {}
+        if self.unfreeze is not None:
+            valid = isinstance(self.unfreeze, int) and self.unfreeze >= 0
+            if self.unfreeze != "all" and not valid:
+                raise ModelTailorError(f"unfreeze={self.unfreeze!r}: a number >= 0 or 'all'")
+            changes["unfrozen_groups"] = -1 if self.unfreeze == "all" else self.unfreeze
+        if self.head_epochs is not None:
+            if self.head_epochs < 0:
+                raise ModelTailorError(f"head_epochs={self.head_epochs}: must be >= 0")
+            changes["head_epochs"] = self.head_epochs
+        return replace(strategy, **changes)
+
     def _check_options(self) -> None:
         """A modality setting changed from its default on a modality that does not read it
         would be silently ignored: refuse it instead."""
@@ -142,7 +170,7 @@ class TailoredClassifier(BaseEstimator):
             raise BackboneError(
                 f"backbone '{spec.name}' cannot do {strategy.name}; backbones that can: {able}"
             )
-        strategy = spec.recipe(strategy)
+        strategy = self._layer_schedule(spec.recipe(strategy))
         spec = modality.specialise(self, spec, train)
         settings = self._settings()
         torch.manual_seed(self.seed)

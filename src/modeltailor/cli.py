@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run", help="run folder (runs/<name>)")
     r.set_defaults(func=cmd_report)
 
-    b = sub.add_parser("backbones", help="list the backbone catalogue")
+    b = sub.add_parser(
+        "backbones", help="list the backbone catalogue, or describe one: tailor backbones NAME"
+    )
+    b.add_argument("name", nargs="?", help="one backbone: its layer groups, input, licence")
+    b.add_argument("--modality", help="only this modality's backbones (image, text, audio...)")
+    b.add_argument("--wide", action="store_true", help="every column (input, licence...)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_backbones)
 
@@ -171,6 +176,18 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--num-workers", type=int, default=0, help="processes decoding images")
     t.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    t.add_argument(
+        "--unfreeze",
+        metavar="N|all",
+        help="fine-tune/full: body layer groups trained after the head epochs, counted from "
+        "the top (0 = head only; see `tailor backbones NAME`; default: the strategy's)",
+    )
+    t.add_argument(
+        "--head-epochs",
+        type=int,
+        metavar="K",
+        help="fine-tune/full: epochs that train only the head first (default: the strategy's)",
+    )
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--test-fraction", type=float, default=0.1)
     t.add_argument(
@@ -262,6 +279,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         seed=args.seed,
         patience=args.patience,
+        unfreeze=_unfreeze(args.unfreeze),
+        head_epochs=args.head_epochs,
         devices=_devices(args.devices),
         distributed=args.distributed,
         precision=args.precision,
@@ -579,6 +598,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unfreeze(value: str | None) -> int | str | None:
+    if value is None or value == "all":
+        return value
+    if not value.isdigit():
+        raise ModelTailorError(f"--unfreeze {value}: give a number of layer groups or 'all'")
+    return int(value)
+
+
 def _named_default(modality: Modality) -> str:
     """What an automatic run name calls the default backbone: its name when it never depends
     on the data (images), else the modality."""
@@ -644,48 +671,131 @@ def _compare_dir(args: argparse.Namespace) -> Path:
 
 # -- catalogue / demo -------------------------------------------------------------------------
 def cmd_backbones(args: argparse.Namespace) -> int:
-    from modeltailor.backbones import list_backbones
+    from modeltailor.backbones import get_backbone, list_backbones
 
-    specs = list_backbones()
+    if args.name:
+        return _describe_backbone(get_backbone(args.name), args.json)
+    if args.modality:
+        get_modality(args.modality)  # an unknown name fails with the names that exist
+    specs = list_backbones(args.modality)
     if args.json:
-        doc = [
-            {
-                "name": s.name,
-                "modality": s.modality,
-                "architecture": s.architecture,
-                "params_m": s.params_m,
-                "input_size": getattr(s.preprocessing, "input_size", None),
-                "input": s.input_summary(),
-                "languages": s.languages or None,
-                "imagenet_top1": s.imagenet_top1,
-                "license": s.license,
-                "installed": s.is_installed(),
-                "install_hint": s.install_hint,
-                "strategies": list(s.strategies),
-                "capabilities": sorted(s.capabilities.names()),
-            }
-            for s in specs
-        ]
-        print(json.dumps(doc, indent=2))
+        print(json.dumps([_backbone_record(s) for s in specs], indent=2))
         return 0
+    # The terminal's own width (COLUMNS), not the wide width of piped output: the one thing a
+    # user must copy from this table is the name, so it is never cut; other columns fold.
+    screen = Console(width=shutil.get_terminal_size((80, 24)).columns)
     table = Table(title="backbones (any timm architecture also works with --weights FILE)")
-    cols = ("name", "modality", "params", "input", "ImageNet top-1", "languages", "licence")
-    for col in (*cols, "installed"):
-        table.add_column(col)
+    longest = max((len(s.name) for s in specs), default=4)
+    table.add_column("name", no_wrap=True, min_width=longest)
+    table.add_column("modality", overflow="fold")
+    table.add_column("params", justify="right", overflow="fold")
+    if args.wide:
+        for col in ("input", "ImageNet top-1", "languages", "licence"):
+            table.add_column(col, overflow="fold")
+    table.add_column("installed", overflow="fold")
+    missing = []
     for s in specs:
-        installed = "yes" if s.is_installed() else f"no: {s.install_hint}"
-        top1 = f"{s.imagenet_top1:.1f}%" if s.imagenet_top1 else "-"
-        table.add_row(
-            s.name,
-            s.modality,
-            f"{s.params_m:.2f}M",
-            s.input_summary(),
-            top1,
-            s.languages or "-",
-            s.license,
-            installed,
-        )
-    out.print(table)
+        installed = "yes" if s.is_installed() else "no (see below)"
+        if not s.is_installed():
+            missing.append(s)
+        row = [s.name, s.modality, f"{s.params_m:.2f}M"]
+        if args.wide:
+            top1 = f"{s.imagenet_top1:.1f}%" if s.imagenet_top1 else "-"
+            row += [s.input_summary(), top1, s.languages or "-", s.license]
+        table.add_row(*row, installed)
+    screen.print(table)
+    for s in missing:
+        screen.print(f"{s.name}: {escape(s.install_hint)}", highlight=False, soft_wrap=True)
+    if not args.wide:
+        screen.print("--wide for input, ImageNet top-1, languages and licence; "
+                     "tailor backbones NAME for one backbone's layer groups", highlight=False)
+    return 0
+
+
+def _backbone_record(s) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "modality": s.modality,
+        "architecture": s.architecture,
+        "params_m": s.params_m,
+        "input_size": getattr(s.preprocessing, "input_size", None),
+        "input": s.input_summary(),
+        "languages": s.languages or None,
+        "imagenet_top1": s.imagenet_top1,
+        "license": s.license,
+        "installed": s.is_installed(),
+        "install_hint": s.install_hint,
+        "strategies": list(s.strategies),
+        "capabilities": sorted(s.capabilities.names()),
+    }
+
+
+def _layer_groups(spec) -> list[dict[str, Any]] | str:
+    """Body layer groups, top first (what --unfreeze counts), with parameter counts; or why
+    they cannot be listed. Built without pretrained weights: only the shapes are needed."""
+    from modeltailor.backbones.model import TailoredModel
+
+    if not spec.is_installed():
+        return f"not installed ({spec.install_hint})"
+    try:
+        model = TailoredModel(spec.build(2, pretrained=False))
+    except Exception as exc:  # noqa: BLE001 - a frozen-only graph has no groups to show
+        return f"not listed ({type(exc).__name__}: {exc})"
+    groups = []
+    for depth, index in enumerate(reversed(range(model.num_body_groups)), start=1):
+        params = model.body_group(index)
+        names = model.body_group_names(index)
+        groups.append({
+            "from_top": depth,
+            "parameters": sum(p.numel() for p in params),
+            "first": names[0],
+            "last": names[-1],
+        })  # fmt: skip
+    return groups
+
+
+def _describe_backbone(spec, as_json: bool) -> int:
+    from modeltailor.strategies import get_strategy
+
+    fine_tune = spec.recipe(get_strategy("fine-tune")) if spec.supports("fine-tune") else None
+    record = {
+        **_backbone_record(spec),
+        "preprocessing": spec.preprocessing.to_dict(),
+        "weights_from": spec.package or spec.weights_file or spec.hub_id or "none (no weights)",
+        "description": spec.description,
+        "fine_tune_default": {
+            "head_epochs": fine_tune.head_epochs,
+            "unfreeze": "all" if fine_tune.unfrozen_groups < 0 else fine_tune.unfrozen_groups,
+        }
+        if fine_tune
+        else None,
+        "layer_groups": _layer_groups(spec),
+    }
+    if as_json:
+        print(json.dumps(record, indent=2, ensure_ascii=False))
+        return 0
+    screen = Console(width=shutil.get_terminal_size((80, 24)).columns)
+    for key in ("name", "modality", "architecture", "description", "params_m", "input",
+                "languages", "license", "weights_from", "installed", "install_hint",
+                "strategies", "capabilities", "preprocessing", "fine_tune_default"):  # fmt: skip
+        value = record[key]
+        if value in (None, "", []):
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        screen.print(f"[bold]{key}[/]: {escape(str(value))}", highlight=False, soft_wrap=True)
+    groups = record["layer_groups"]
+    if isinstance(groups, str):
+        screen.print(f"[bold]layer groups[/]: {escape(groups)}", highlight=False, soft_wrap=True)
+        return 0
+    table = Table(title="layer groups, top first (--unfreeze N trains the top N)")
+    for col in ("from top", "parameters", "first parameter", "last parameter"):
+        table.add_column(col, overflow="fold")
+    for g in groups:
+        table.add_row(str(g["from_top"]), f"{g['parameters']:,}", g["first"], g["last"])
+    screen.print(table)
     return 0
 
 

@@ -55,6 +55,10 @@ class TailoredModel(nn.Module):
     def body_group(self, index: int) -> list[nn.Parameter]:
         return [self._named[n] for n in self._body_names[index]]
 
+    def body_group_names(self, index: int) -> list[str]:
+        """Parameter names of body group `index` (0 = the bottom group)."""
+        return list(self._body_names[index])
+
     def head_parameters(self) -> list[nn.Parameter]:
         """The classifier head and any adapters: always trained."""
         return [self._named[n] for n in self._head_names]

@@ -85,7 +85,13 @@ class FitContext:
         """What makes checkpoints belong to this training: `--resume` refuses others."""
         from modeltailor.run import run_identity
 
-        return run_identity(self.modality.name, self.spec.name, strategy.name, train)
+        identity = run_identity(self.modality.name, self.spec.name, strategy.name, train)
+        # The optimizer's parameter groups follow the schedule: another one cannot resume.
+        identity["layer_schedule"] = {
+            "head_epochs": strategy.head_epochs,
+            "unfreeze": "all" if strategy.unfrozen_groups < 0 else strategy.unfrozen_groups,
+        }
+        return identity
 
     def embed(self, model: TailoredModel, data: LabeledDataset) -> np.ndarray:
         from modeltailor.training.inference import embed_examples
@@ -134,6 +140,11 @@ class Strategy:
         return self.requires <= capabilities.names()
 
     # -- fitting -----------------------------------------------------------------------------
+    def trains_layers(self) -> bool:
+        """Whether the fit is the layer schedule below (the Lightning loop), not a closed-form
+        or pair-tuning fit of its own: what `unfreeze` and `head_epochs` can change."""
+        return type(self).fit is Strategy.fit
+
     def prepare_model(self, model: TailoredModel) -> None:
         """Before fitting: inject adapters (LoRA) when the strategy has them."""
         if self.adapters:
@@ -169,6 +180,7 @@ class Strategy:
                 "trainable_parameters": model.trainable_parameters(),
             }
         result.info["head_epochs"] = self.head_epochs
+        result.info["unfrozen_groups"] = "all" if self.unfrozen_groups < 0 else self.unfrozen_groups
         return result
 
     def trainable_groups(self, n_groups: int, epoch: int) -> int:

@@ -47,7 +47,7 @@ def test_other_catalogue_entries_load(name):
 def test_catalogue_lists_image_backbones_with_install_state(capsys):
     names = [s.name for s in list_backbones("image")]
     assert names[0] == "efficientnet_lite0" and "mobilenetv2" in names
-    assert main(["backbones"]) == 0
+    assert main(["backbones", "--wide"]) == 0  # the compact default leaves the licence out
     out = capsys.readouterr().out
     assert "efficientnet_lite0" in out and "Apache-2.0" in out
 
@@ -99,3 +99,35 @@ def test_strategies_follow_from_what_a_backbone_can_do():
     assert get_backbone("mel-cnn").strategies == ("scratch",)
     frozen = Capabilities(trainable=False)
     assert "trainable" not in frozen.names() and "pretrained" in frozen.names()
+
+
+def test_backbones_list_keeps_every_name_whole_at_80_columns(monkeypatch, capsys):
+    from modeltailor.backbones import list_backbones
+    from modeltailor.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= 80  # hints below stay whole to copy
+    for spec in list_backbones():
+        assert spec.name in out
+        if not spec.is_installed():
+            assert spec.install_hint.split()[0] in out
+    assert main(["backbones", "--modality", "audio"]) == 0
+    audio = capsys.readouterr().out
+    assert "whisper-tiny-en-encoder" in audio and "minilm-l6" not in audio
+
+
+def test_backbones_name_lists_its_layer_groups(capsys):
+    import json
+
+    from modeltailor.cli import main
+
+    assert main(["backbones", "efficientnet_lite0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    groups = doc["layer_groups"]
+    assert [g["from_top"] for g in groups] == list(range(1, len(groups) + 1))
+    assert sum(g["parameters"] for g in groups) > 3_000_000
+    assert doc["fine_tune_default"] == {"head_epochs": 2, "unfreeze": 4}
+    assert doc["license"] == "Apache-2.0"

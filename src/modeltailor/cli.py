@@ -683,7 +683,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
         return 0
     # The terminal's own width (COLUMNS), not the wide width of piped output: the one thing a
     # user must copy from this table is the name, so it is never cut; other columns fold.
-    screen = Console(width=shutil.get_terminal_size((80, 24)).columns)
+    screen = out if args.wide else Console(width=shutil.get_terminal_size((80, 24)).columns)
     table = Table(title="backbones (any timm architecture also works with --weights FILE)")
     longest = max((len(s.name) for s in specs), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)

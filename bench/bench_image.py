@@ -77,7 +77,7 @@ def plain_loop(backbone: str, train, batch: int, epochs: int, workers: int) -> f
     return seen / seconds
 
 
-def run_strategy(strategy: str, data_dir: Path, args, cache: Path) -> dict:
+def run_strategy(strategy: str, data_dir: Path, args, cache: Path, unfreeze=None) -> dict:
     os.environ["MODELTAILOR_CACHE"] = str(cache)
     t = time.perf_counter()
     data = load_image_folder(data_dir)
@@ -88,6 +88,7 @@ def run_strategy(strategy: str, data_dir: Path, args, cache: Path) -> dict:
         seed=args.seed,
         verbose=False,
         num_workers=args.workers,
+        unfreeze=unfreeze,
     ).fit(train)
     m = clf.evaluate(val)
     wall = time.perf_counter() - t
@@ -101,11 +102,13 @@ def run_strategy(strategy: str, data_dir: Path, args, cache: Path) -> dict:
     )
     return {
         "strategy": strategy,
+        **({"unfreeze": unfreeze} if unfreeze is not None else {}),
         "val_accuracy": round(m["accuracy"], 4),
         "val_macro_f1": round(m["macro_f1"], 4),
         "wall_seconds": round(wall, 2),
         "images_per_second": round(ips, 2),
         "epochs_run": clf.fit_info_.get("epochs_run"),
+        "trainable_params": max((r["trainable_params"] for r in body), default=None),
         "train_images": len(train),
         "val_images": len(val),
     }
@@ -120,6 +123,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plain-epochs", type=int, default=2)
+    ap.add_argument(
+        "--unfreeze-choices",
+        default="",
+        help="also fine-tune once per --unfreeze choice, e.g. 1,default,all (issue 23)",
+    )
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"no data at {args.data}", file=sys.stderr)
@@ -170,6 +178,10 @@ def main() -> int:
                         images_per_second=round(plain, 2),
                         fine_tune_vs_plain=round(row["images_per_second"] / plain, 3),
                     )
+        for choice in filter(None, args.unfreeze_choices.split(",")):
+            value = None if choice == "default" else choice if choice == "all" else int(choice)
+            row = run_strategy("fine-tune", args.data, args, Path(tmp) / "cache", value)
+            emit(**{**row, "unfreeze": choice, "trainable_params": row.get("trainable_params")})
     return 0
 
 

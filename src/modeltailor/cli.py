@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_modality_options(c, "compare")
     c.set_defaults(func=cmd_compare)
 
-    r = sub.add_parser("report", help="(re)build a run's report.html and plots, offline")
+    r = sub.add_parser(
+        "report", help="(re)build a run's report.html, plots and model card (README.md), offline"
+    )
     r.add_argument("run", help="run folder (runs/<name>)")
     r.set_defaults(func=cmd_report)
 
@@ -398,6 +400,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(args.run)
     seconds = time.perf_counter() - started
     out.print(f"report written to [bold]{escape(str(path))}[/] in {seconds:.1f} s", highlight=False)
+    out.print(f"model card: {escape(str(path.parent / 'README.md'))}", highlight=False)
     out.print(f"open {escape(path.resolve().as_uri())} in a browser", highlight=False)
     return 0
 

@@ -184,7 +184,21 @@ def compare(
                 if on_trial:
                     on_trial(trial)
     write_outputs(result, out_dir)
+    _write_cards(result)
     return result
+
+
+def _write_cards(result: Comparison) -> None:
+    """Each run's model card, written once compare.json exists, so it can put the
+    baseline's score (scored on the same split) beside the run's own."""
+    from modeltailor.report.card import write_model_card
+
+    for trial in result.trials:
+        if trial.run and trial.error is None:
+            try:
+                write_model_card(trial.run)
+            except Exception:  # noqa: BLE001 - the comparison stands without its cards
+                logger.warning("%s: the model card could not be written", trial.run, exc_info=True)
 
 
 # -- outputs -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """What every export format shares: the model as exported, the images it is checked on, the
-reference outputs from PyTorch, the parity figures and the manifest.
+reference outputs from PyTorch, the parity figures, the manifest and the model card.
 
 Every format is verified the same way before it is written: run on the run's validation images
 (or a folder the user names) and compared with PyTorch; any top-1 disagreement refuses it.
@@ -19,7 +19,7 @@ from torch import nn
 
 from modeltailor.errors import ModelTailorError
 from modeltailor.modalities.base import ExportSpec
-from modeltailor.run import RunDir, atomic_write_json
+from modeltailor.run import RunDir, atomic_write_bytes, atomic_write_json
 from modeltailor.training.loaders import decoded_batches
 
 MANIFEST = "manifest.json"
@@ -226,4 +226,17 @@ def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> 
     atomic_write_json(out_dir / "labels.json", job.classifier.classes_)
     atomic_write_json(out_dir / "preprocessing.json", job.spec.describe(job.preprocessing))
     atomic_write_json(path, manifest)
+    copy_model_card(job.run, out_dir)
     return manifest
+
+
+def copy_model_card(run: RunDir, out_dir: Path) -> Path:
+    """The run's model card (README.md) in the export folder, so the exported files travel
+    with what a person needs to know about them. It is rebuilt first from the run's files
+    (it lists the exports in export/manifest.json, so it changes with every export)."""
+    from modeltailor.report.card import CARD_FILE, write_model_card
+
+    card = write_model_card(run.path)
+    target = out_dir / CARD_FILE
+    atomic_write_bytes(target, card.read_bytes())
+    return target

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from modeltailor._files import swap_into_place
-from modeltailor.export.base import MANIFEST, ExportError
+from modeltailor.export.base import MANIFEST, ExportError, copy_model_card
 from modeltailor.export.onnx import export_onnx
 from modeltailor.run import MODEL_FILE, RunDir, atomic_write_json
 
@@ -250,6 +250,7 @@ def export_web(
     manifest = _read_manifest(out_dir / MANIFEST)
     manifest["web"] = _manifest_section(out_dir, files)
     atomic_write_json(out_dir / MANIFEST, manifest)
+    copy_model_card(run, out_dir)  # the card now lists the page
     return manifest
 
 

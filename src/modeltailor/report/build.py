@@ -2,7 +2,8 @@
 
 Everything comes from files the run already holds (config.json, metrics.json, history.csv,
 splits.json, predictions.csv): no model is loaded, so a report builds in about a second,
-offline, and can be rebuilt for any finished run with `tailor report`.
+offline, and can be rebuilt for any finished run with `tailor report`. The model card
+(README.md, report/card.py) is rebuilt with it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ SPLIT_KEYS = {"train": "train", "val": "validation", "test": "test"}
 
 
 def write_report(run_path: str | Path) -> Path:
-    """(Re)build runs/<name>/report.html and runs/<name>/report/*.png; returns the HTML path."""
+    """(Re)build runs/<name>/report.html, runs/<name>/report/*.png and the model card
+    runs/<name>/README.md; returns the HTML path."""
+    from modeltailor.report.card import write_model_card
+
     started = time.perf_counter()
     run = RunDir(run_path)
     cfg = run.read_json("config.json")
@@ -53,14 +57,15 @@ def write_report(run_path: str | Path) -> Path:
         "held": held,
         "figures": figures,
         "mistakes": _mistakes(run.path, held_name, get_modality(cfg.get("modality", "image"))),
-        "counts": _class_counts(run, cfg, labels),
-        "skipped": _skipped(cfg, metrics),
+        "counts": class_counts(run, cfg, labels),
+        "skipped": skipped_files(cfg, metrics),
         "max_skipped": MAX_SKIPPED,
         "missing_glyphs": plots.missing_glyphs(labels),
     }
     context["seconds"] = round(time.perf_counter() - started, 2)
     path = run.path / REPORT_FILE
     atomic_write_bytes(path, render(context).encode("utf-8"))
+    write_model_card(run.path)
     return path
 
 
@@ -180,7 +185,7 @@ def _mistakes(run_path: Path, held_name: str | None, modality: Modality) -> dict
     }
 
 
-def _class_counts(run: RunDir, cfg: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+def class_counts(run: RunDir, cfg: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     """Class counts per split: from splits.json (every split), else config.json's summary."""
     per_split: dict[str, dict[str, int]] = {}
     if run.has("splits.json"):
@@ -199,7 +204,7 @@ def _class_counts(run: RunDir, cfg: dict[str, Any], labels: list[str]) -> dict[s
     return {"splits": list(per_split), "rows": rows, "totals": totals}
 
 
-def _skipped(cfg: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, str]]:
+def skipped_files(cfg: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, str]]:
     """Files left out while loading/training (config.json) or evaluating (metrics.json)."""
     rows = [
         {"stage": "loading / training", **s} for s in (cfg.get("data") or {}).get("skipped", [])

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis import GenerationMode
 
+from modeltailor._runtime import _libc, malloc_mode
 from modeltailor.api import ImageClassifier
 from modeltailor.errors import RunError
 from modeltailor.export import export_onnx
@@ -139,6 +140,13 @@ def test_single_and_batch_predictions_match_the_python_api(torch_url, probe_run,
         assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"]]
         got_p = [t["probability"] for t in got["top_k"]]
         assert np.allclose(got_p, [t["probability"] for t in want["top_k"]], atol=TOL)
+
+
+def test_the_server_process_keeps_its_memory_bounded(torch_app):
+    """create_app switches malloc to server mode (tests/test_runtime.py checks what it does)."""
+    if _libc() is None:
+        pytest.skip("glibc malloc only")
+    assert malloc_mode() == "server"
 
 
 def test_k_ranks_every_class_at_most(torch_url, images):

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modeltailor._runtime import serve_malloc
 from modeltailor.run import RunDir
 from modeltailor.serve.backends import InputError, Predictor, load_predictor
 
@@ -262,9 +263,14 @@ def create_app(
     backend: str = "auto",
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
 ) -> FastAPI:
-    """The API for one run; the model is loaded here, once, before any request arrives."""
+    """The API for one run; the model is loaded here, once, before any request arrives.
+
+    The process's malloc is switched to server mode first (`_runtime.serve_malloc`: one arena,
+    freed memory handed back every few seconds), so its memory stays flat however long it runs.
+    """
     from modeltailor import __version__
 
+    serve_malloc()  # before the model and the inference threads allocate
     run = RunDir(run_path)
     predictor = load_predictor(run.path, backend)
     app = FastAPI(

@@ -267,7 +267,7 @@ def test_fine_tune_saves_reloads_and_is_reproducible(tmp_path, digits_split):
 
     clf = fit()
     assert clf.spec_.name == "whisper-tiny-en-encoder"  # the default for trained strategies
-    assert clf.fit_info_["clips"]["augment"] is True
+    assert clf.fit_info_["clips"]["augment"] == "default"
     assert clf.fit_info_["head_init"]["kept"] in ("probe", "trained")
     proba = clf.predict_proba(test.items)
     clf.save(tmp_path / "run")

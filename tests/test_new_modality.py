@@ -107,7 +107,7 @@ class VectorPipeline:
     def rows_at_once(self, batch_size: int) -> int:
         return batch_size
 
-    def training_loaders(self, train, val, batch_size, num_workers, seed):
+    def training_loaders(self, train, val, batch_size, num_workers, seed, augment):
         return (
             make_loader(Vectors(train.items, train.labels, self.dim), batch_size, True, 0, seed),
             make_loader(Vectors(val.items, val.labels, self.dim), batch_size),

@@ -145,3 +145,10 @@ def test_resume_after_kill_keeps_the_chosen_unfreeze_schedule(small_dir, tmp_pat
     expected = [float(r["trainable_params"]) for r in _history(whole)]
     assert [int(r["epoch"]) for r in _history(killed)][-1] == 4
     assert resumed[-2:] == expected[-2:] and expected[0] < expected[-1]
+    # every epoch's shuffle, augmentation and dropout depend on (seed, epoch) only: the
+    # resumed epochs are the uninterrupted ones, and so is the model
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert [r[key] for r in _history(killed)][-2:] == [r[key] for r in _history(whole)][-2:]
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (whole, killed)]
+    for key in ("accuracy", "log_loss"):
+        assert metrics[0]["test"][key] == metrics[1]["test"][key]

@@ -23,6 +23,7 @@ from modeltailor.defaults import DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY  # noq
 from modeltailor.errors import BackboneError, DataError, ModelTailorError, RunError
 from modeltailor.evaluation.metrics import classification_metrics
 from modeltailor.modalities import Modality, get_modality
+from modeltailor.modalities.base import augment_level
 from modeltailor.run import RunDir, describe_data, split_record
 from modeltailor.strategies import get_strategy
 from modeltailor.strategies.base import FitContext
@@ -40,8 +41,11 @@ class TailoredClassifier(BaseEstimator):
     that differs between images, texts and audio is asked of the modality (`modalities/`):
     the subclasses below only name theirs.
 
-    Modality settings: `augment` and `window_seconds` (audio), `combine_tfidf` (text: let
-    closed-form heads add TF-IDF features when that wins on validation data).
+    `augment` is how much the strategies that train layers vary the training inputs: "none",
+    "light", "default" or "strong" (True/False: "default"/"none"); each modality says what
+    each level does (`modality_.augmentation`). Modality settings: `window_seconds` (audio),
+    `combine_tfidf` (text: let closed-form heads add TF-IDF features when that wins on
+    validation data).
     """
 
     #: Name of the registered modality (modalities/) this estimator tailors models for.
@@ -69,7 +73,7 @@ class TailoredClassifier(BaseEstimator):
         output: str | Path | None = None,
         resume: bool = False,
         verbose: bool = True,
-        augment: bool = True,
+        augment: str | bool = "default",
         window_seconds: float | None = None,
         combine_tfidf: bool = True,
     ) -> None:
@@ -116,7 +120,13 @@ class TailoredClassifier(BaseEstimator):
             distributed=self.distributed,
             precision=self.precision,
             verbose=self.verbose,
+            augment=self._augment(),
         )
+
+    def _augment(self) -> str:
+        """The augmentation level the loop applies ("none" where the modality has none)."""
+        level = augment_level(self.augment)
+        return level if self.modality_.augmentation else "none"
 
     def _layer_schedule(self, strategy):
         """The strategy with the layers the user chose to train: `unfreeze` body groups
@@ -142,12 +152,26 @@ class TailoredClassifier(BaseEstimator):
             changes["head_epochs"] = self.head_epochs
         return replace(strategy, **changes)
 
+    def _augmentation_record(self, strategy) -> dict[str, Any]:
+        """What config.json says about augmentation: the level, what it does, whether the
+        strategy saw it (closed-form heads embed every input once, as inference does)."""
+        level = self._augment()
+        applied = strategy.trains_layers() and level != "none"
+        return {
+            "level": level,
+            "does": self.modality_.augmentation.get(level, "nothing: inputs as read"),
+            "applied": applied,
+        }
+
     def _check_options(self) -> None:
         """A modality setting changed from its default on a modality that does not read it
         would be silently ignored: refuse it instead."""
         defaults = TailoredClassifier().get_params()
-        for name in ("augment", "window_seconds", "combine_tfidf"):
-            if getattr(self, name) != defaults[name] and name not in self.modality_.options:
+        changed = {"augment": augment_level(self.augment) != defaults["augment"]}
+        for name in ("window_seconds", "combine_tfidf"):
+            changed[name] = getattr(self, name) != defaults[name]
+        for name, differs in changed.items():
+            if differs and name not in self.modality_.options:
                 raise ModelTailorError(f"{name} does not apply to {self.modality_.noun}")
 
     # -- fitting -------------------------------------------------------------------------------
@@ -194,6 +218,7 @@ class TailoredClassifier(BaseEstimator):
         self.is_main_process_ = result.is_main_process
         details = modality.fit_details(self, model, train)
         self.fit_info_ = {**result.info, **details, "notes": context.notes}
+        self.fit_info_["augmentation"] = self._augmentation_record(strategy)
         self.adapters_ = strategy.adapters
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {

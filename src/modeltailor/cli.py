@@ -18,6 +18,7 @@ from rich.table import Table
 from modeltailor.defaults import DEFAULT_AUDIO_BACKBONE, DEFAULT_IMAGE_BACKBONE, DEFAULT_STRATEGY
 from modeltailor.errors import ModelTailorError
 from modeltailor.modalities import Modality, get_modality, list_modalities, modality_for_path
+from modeltailor.modalities.base import AUGMENT_LEVELS
 
 # Piped output (files, tests, CI logs) gets wide tables instead of rich's 80 columns.
 _WIDTH = max(shutil.get_terminal_size((140, 24)).columns, 100)
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train on images or audio clips (a folder per class) or texts (CSV/TSV/JSONL, "
         ".txt folders)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the augmentation table
     )
     t.add_argument(
         "data",
@@ -190,6 +192,7 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
         metavar="K",
         help="fine-tune/full: epochs that train only the head first (default: the strategy's)",
     )
+    _add_augment_options(t)
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--test-fraction", type=float, default=0.1)
     t.add_argument(
@@ -205,6 +208,37 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_modality_options(t, "train")
+
+
+def _add_augment_options(t: argparse.ArgumentParser) -> None:
+    """--augment LEVEL, with what each level does for each modality (their `augmentation`)."""
+    import textwrap
+
+    lines = [
+        "How much the strategies that train layers vary the training inputs (linear-probe,",
+        "baseline and few-shot embed each input once, as inference does). Per level:",
+    ]
+    for modality in list_modalities():
+        for level, does in modality.augmentation.items():
+            lines += textwrap.wrap(
+                f"{modality.noun} {level}: {does}",
+                width=88,
+                initial_indent="  ",
+                subsequent_indent="      ",
+            )
+    g = t.add_argument_group("augmentation", "\n".join(lines))
+    g.add_argument(
+        "--augment",
+        choices=AUGMENT_LEVELS,
+        help="none | light | default | strong (default: default; see above)",
+    )
+    g.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const="none",
+        help="the same as --augment none",
+    )
 
 
 def _add_modality_options(parser: argparse.ArgumentParser, command: str) -> None:
@@ -283,6 +317,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         unfreeze=_unfreeze(args.unfreeze),
         head_epochs=args.head_epochs,
+        augment=args.augment or "default",
         devices=_devices(args.devices),
         distributed=args.distributed,
         precision=args.precision,

@@ -119,6 +119,8 @@ class LogMel(nn.Module):
 def spec_augment(mel: torch.Tensor, freq_masks: int = 2, time_masks: int = 2) -> torch.Tensor:
     """SpecAugment-style masking (Park et al. 2019): bands of mel bins and of frames set to the
     spectrogram's mean, a different draw per example (torch's seeded generator)."""
+    if not freq_masks and not time_masks:
+        return mel
     b, n_mels, n_frames = mel.shape
     out = mel.clone()
     fill = mel.mean(dim=(1, 2), keepdim=True)
@@ -137,6 +139,13 @@ def spec_augment(mel: torch.Tensor, freq_masks: int = 2, time_masks: int = 2) ->
     return out
 
 
+def spec_masks(level: str) -> tuple[int, int]:
+    """(frequency, time) SpecAugment masks at an `augment` level (0, 0: none)."""
+    from modeltailor.training.inputs import AUDIO_AUGMENT
+
+    return AUDIO_AUGMENT[level].spec_masks
+
+
 class AudioNet(nn.Module):
     """Frames from a window, pooled over real samples, then a Linear head."""
 
@@ -146,9 +155,9 @@ class AudioNet(nn.Module):
     always_frozen: tuple[str, ...] = ()
     #: Whether a training pass may mask the spectrogram (SpecAugment).
     spec_augment: bool = True
-    #: Training-time augmentation on (speed, time shift, gain, noise, SpecAugment); the classifier's
-    #: `augment` setting. Inference and cached embeddings never see it.
-    augment: bool = True
+    #: The classifier's `augment` level while it trains (SpecAugment masks per level:
+    #: training.inputs.AUDIO_AUGMENT). Inference and cached embeddings never see it.
+    augment: str = "default"
 
     def __init__(self, pre: AudioPreprocessing, num_features: int, num_classes: int) -> None:
         super().__init__()
@@ -194,7 +203,7 @@ class AudioNet(nn.Module):
     def input_pipeline(self):
         from modeltailor.training.inputs import AudioPipeline
 
-        return AudioPipeline(self.pre, augment=self.augment)
+        return AudioPipeline(self.pre)
 
     def save_assets(self, folder: Path) -> None:
         from modeltailor.run import atomic_write_json
@@ -228,8 +237,8 @@ class WhisperAudio(AudioNet):
 
     def frames(self, wave, mask):
         mel = self.frontend(wave)
-        if self.training and self.spec_augment and self.augment:
-            mel = spec_augment(mel)
+        if self.training and self.spec_augment:
+            mel = spec_augment(mel, *spec_masks(self.augment))
         hidden = self.encoder(mel).last_hidden_state
         return hidden, frame_mask(mask, self.hop, hidden.shape[1])
 
@@ -456,8 +465,8 @@ class MelCnnAudio(AudioNet):
 
     def frames(self, wave, mask):
         mel = self.frontend(wave)
-        if self.training and self.spec_augment and self.augment:
-            mel = spec_augment(mel)
+        if self.training and self.spec_augment:
+            mel = spec_augment(mel, *spec_masks(self.augment))
         maps = self.blocks(mel.unsqueeze(1))  # (B, C, F', T')
         frames = maps.mean(2).transpose(1, 2)  # (B, T', C)
         return frames, frame_mask(mask, self.hop, frames.shape[1])

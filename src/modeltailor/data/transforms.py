@@ -31,27 +31,38 @@ def eval_transform(pre: Preprocessing) -> T.Compose:
     )
 
 
-def train_transform(pre: Preprocessing) -> T.Compose:
-    """Augmentation defaults for a few hundred images: crop/scale, flip, mild colour jitter.
+#: Smallest share of the image a random crop keeps, per level.
+_CROP_SCALE = {"light": 0.6, "default": 0.35, "strong": 0.2}
 
-    Milder than ImageNet recipes (scale 0.35-1 instead of 0.08-1): with little data an
-    aggressive crop often cuts the object out of the picture.
+
+def train_transform(pre: Preprocessing, level: str = "default") -> T.Compose:
+    """Training-time augmentation at one of IMAGE_AUGMENTATION's levels.
+
+    "default" is milder than ImageNet recipes (crop scale 0.35-1 instead of 0.08-1): with
+    little data an aggressive crop often cuts the object out of the picture. "none" is exactly
+    the evaluation transform, so a run trained without augmentation sees what it predicts on.
     """
-    return T.Compose(
-        [
-            T.PILToTensor(),
-            T.RandomResizedCrop(
-                pre.train_size or pre.input_size,
-                scale=(0.35, 1.0),
-                interpolation=_INTERPOLATION[pre.interpolation],
-                antialias=True,
-            ),
-            T.RandomHorizontalFlip(),
-            T.ColorJitter(0.2, 0.2, 0.2),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(pre.mean, pre.std),
-        ]
-    )
+    if level == "none":
+        return eval_transform(pre)
+    steps: list = [
+        T.PILToTensor(),
+        T.RandomResizedCrop(
+            pre.train_size or pre.input_size,
+            scale=(_CROP_SCALE[level], 1.0),
+            interpolation=_INTERPOLATION[pre.interpolation],
+            antialias=True,
+        ),
+        T.RandomHorizontalFlip(),
+    ]
+    if level == "default":
+        steps.append(T.ColorJitter(0.2, 0.2, 0.2))
+    if level == "strong":
+        # rotations and shears of a tensor support bilinear at most
+        steps.append(T.TrivialAugmentWide(interpolation=T.InterpolationMode.BILINEAR))
+    steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(pre.mean, pre.std)]
+    if level == "strong":
+        steps.append(T.RandomErasing(p=0.25))
+    return T.Compose(steps)
 
 
 def draft_size(pre: Preprocessing) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from modeltailor.modalities import register_modality
-from modeltailor.modalities.base import Modality
+from modeltailor.modalities.base import Modality, augment_level
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,16 @@ class AudioModality(Modality):
     noun = "clips"
     options = ("augment", "window_seconds")
     priority = 20
+    #: What each `--augment` level does to training clips (training.inputs.AUDIO_AUGMENT).
+    augmentation = {
+        "none": "a long clip always trains on its first window; samples as recorded",
+        "light": "a random window of a long clip, a short clip shifted by up to 20% of the "
+        "window, gain +-3 dB",
+        "default": "random window, speed +-10% (pitch with it), shift up to 20%, gain +-6 dB, "
+        "white noise at 15-40 dB SNR on half the clips, SpecAugment 2 frequency + 2 time masks",
+        "strong": "random window, speed +-15%, shift up to 30%, gain +-9 dB, noise at 10-30 dB "
+        "SNR on 80% of the clips, SpecAugment 3 + 3 masks",
+    }
 
     def preprocessing_from_dict(self, d):
         return AudioPreprocessing.from_dict(d)
@@ -94,7 +104,7 @@ class AudioModality(Modality):
         return replace(spec, preprocessing=replace(spec.preprocessing, window_seconds=window))
 
     def before_training(self, clf, model) -> None:
-        model.net.augment = clf.augment
+        model.net.augment = augment_level(clf.augment)  # SpecAugment's masks
 
     def fit_details(self, clf, model, train) -> dict[str, Any]:
         pre = model.net.pre
@@ -114,7 +124,7 @@ class AudioModality(Modality):
                 if seconds
                 else None,
                 "median_seconds": round(float(np.median(seconds)), 3) if seconds else None,
-                "augment": clf.augment,
+                "augment": augment_level(clf.augment),
             }
         }
 
@@ -148,18 +158,13 @@ class AudioModality(Modality):
             type=float,
             help="audio: window length in seconds (default: from the clips' lengths)",
         )
-        g.add_argument(
-            "--no-augment",
-            action="store_true",
-            help="audio: no speed / time shift / gain / noise / SpecAugment while training",
-        )
 
     def flags_set(self, args: argparse.Namespace) -> list[str]:
-        flags = [("--group-by", "group_by"), ("--window", "window"), ("--no-augment", "no_augment")]
+        flags = [("--group-by", "group_by"), ("--window", "window")]
         return [flag for flag, dest in flags if getattr(args, dest, None)]
 
     def estimator_options(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {"augment": not args.no_augment, "window_seconds": args.window}
+        return {"window_seconds": args.window}
 
     # -- report --------------------------------------------------------------------------------
     def report_example(self, path: str) -> tuple[str, str | None]:

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +26,21 @@ if TYPE_CHECKING:
     from modeltailor.backbones.catalogue import BackboneSpec
     from modeltailor.data.dataset import LabeledDataset, Skipped
     from modeltailor.run import RunDir
+
+
+#: How much training inputs are varied (`--augment`); each modality says what each level does.
+AUGMENT_LEVELS = ("none", "light", "default", "strong")
+
+
+def augment_level(value: str | bool | None) -> str:
+    """A level from AUGMENT_LEVELS; True/None mean "default", False "none" (the old bool)."""
+    if value is None or value is True:
+        return "default"
+    if value is False:
+        return "none"
+    if value not in AUGMENT_LEVELS:
+        raise ModelTailorError(f"augment={value!r}: one of {', '.join(AUGMENT_LEVELS)}")
+    return str(value)
 
 
 class InputError(Exception):
@@ -64,6 +79,9 @@ class Modality:
     noun: str = "examples"
     #: Estimator settings this modality reads besides the shared ones (e.g. "window_seconds").
     options: tuple[str, ...] = ()
+    #: What each `--augment` level does to this modality's training inputs (help, README,
+    #: config.json, the model card). Empty: the modality does not augment (augment is refused).
+    augmentation: ClassVar[dict[str, str]] = {}
     #: The default backbone when it never depends on the data (named in run folders and
     #: `tailor compare` tables); None when `default_backbone` looks at the data.
     named_default_backbone: str | None = None

@@ -60,6 +60,15 @@ class ImageModality(Modality):
     #: Asked last: any other path goes to the image reader, whose messages explain the layout.
     priority = 90
     named_default_backbone = DEFAULT_IMAGE_BACKBONE
+    options = ("augment",)
+    #: What each `--augment` level does to training images (data.transforms.train_transform).
+    augmentation = {
+        "none": "the inference view: resize and centre-crop, nothing random",
+        "light": "random crop of 60-100% of the image, horizontal flip",
+        "default": "random crop of 35-100%, horizontal flip, brightness/contrast/saturation +-20%",
+        "strong": "random crop of 20-100%, horizontal flip, one random TrivialAugment operation "
+        "(colour, contrast, rotation, shear...), a random erased patch on a quarter of the images",
+    }
 
     def preprocessing_from_dict(self, d):
         return Preprocessing.from_dict(d)

@@ -66,8 +66,16 @@ class TextPreprocessing:
 class TextModality(Modality):
     name = "text"
     noun = "texts"
-    options = ("combine_tfidf",)
+    options = ("augment", "combine_tfidf")
     priority = 10
+    #: What each `--augment` level does to training texts (training.inputs.TextWindows).
+    augmentation = {
+        "none": "a long text always trains on its first window; tokens as written",
+        "light": "a random window of a long text each epoch (texts of one window unchanged)",
+        "default": "as light: the measured default",
+        "strong": "as light, and 10% of each window's word pieces dropped at random "
+        "(never the special tokens or the model's prefix)",
+    }
 
     def preprocessing_from_dict(self, d):
         return TextPreprocessing.from_dict(d)

@@ -329,8 +329,9 @@ def _training(f: _Facts) -> str:
         if settings.get("label_smoothing") is not None:
             rows.append(("label smoothing", f"{settings['label_smoothing']:g}"))
     rows.append(("class weights", _class_weights(settings, fit)))
-    if f.modality is not None and "augment" in getattr(f.modality, "options", ()):
-        rows.append(("augmentation", "on" if params.get("augment", True) else "off"))
+    augmentation = _augmentation(fit, params)
+    if augmentation:
+        rows.append(("augmentation", augmentation))
     if cfg.get("adapters"):
         a = cfg["adapters"]
         keys = ("r", "alpha", "dropout", "target_modules")
@@ -750,6 +751,16 @@ def _lr(settings: dict[str, Any], f: _Facts) -> str:
         except Exception:  # noqa: BLE001
             default = getattr(f.strategy, "lr", None)
     return "strategy default" + (f" ({default:g} in this installation)" if default else "")
+
+
+def _augmentation(fit: dict, params: dict) -> str | None:
+    """The level and what it did (runs before the levels recorded none: no row)."""
+    record = fit.get("augmentation")
+    if not record:
+        return None
+    if not record.get("applied", True) and record["level"] != "none":
+        return f"none (the {record['level']} setting is unused: no layers were trained)"
+    return f"{record['level']}: {record['does']}"
 
 
 def _class_weights(settings: dict[str, Any], fit: dict[str, Any]) -> str:

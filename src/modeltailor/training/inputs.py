@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,7 +22,7 @@ from modeltailor.backbones.catalogue import AudioPreprocessing, Preprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.errors import ModelTailorError
-from modeltailor.training.loaders import decoded_batches, make_loader
+from modeltailor.training.loaders import EpochShuffle, decoded_batches, make_loader, start_epoch
 
 #: Validation reads at most this many windows of one text (the first ones): a 40-page
 #: attachment should not dominate the early-stopping loss.
@@ -63,8 +64,10 @@ class InputPipeline(Protocol):
         batch_size: int,
         num_workers: int,
         seed: int,
+        augment: str,
     ) -> tuple[DataLoader, DataLoader]:
-        """(shuffled augmented training loader, deterministic validation loader)."""
+        """(shuffled training loader augmented at level `augment` (modalities.AUGMENT_LEVELS;
+        "none": nothing random in the inputs), deterministic validation loader)."""
 
     def rows_at_once(self, batch_size: int) -> int:
         """Training rows one forward/backward pass may hold (a divisor of `batch_size`); the
@@ -101,12 +104,12 @@ class ImagePipeline:
     def rows_at_once(self, batch_size: int) -> int:
         return batch_size  # BatchNorm statistics need the whole batch in one pass
 
-    def training_loaders(self, train, val, batch_size, num_workers, seed):
+    def training_loaders(self, train, val, batch_size, num_workers, seed, augment):
         from modeltailor.data.transforms import eval_transform, train_transform
         from modeltailor.training.loaders import ImageTensors
 
         pre = self.pre
-        train_data = ImageTensors(train.items, train.labels, train_transform(pre), pre)
+        train_data = ImageTensors(train.items, train.labels, train_transform(pre, augment), pre)
         val_data = ImageTensors(val.items, val.labels, eval_transform(pre), pre)
         drop_last = len(train) > batch_size  # BatchNorm cannot train on a batch of 1
         return (
@@ -151,13 +154,18 @@ class TextPipeline:
         enc = self.encoder
         return rows_at_once(batch_size, enc.pre.max_length * enc.num_features * enc.num_layers)
 
-    def training_loaders(self, train, val, batch_size, num_workers, seed):
-        train_data = TextWindows(self._windows(train.items), train.labels, random_window=True)
+    def training_loaders(self, train, val, batch_size, num_workers, seed, augment):
+        train_data = TextWindows(
+            self._windows(train.items),
+            train.labels,
+            random_window=augment != "none",
+            drop=TEXT_TOKEN_DROP.get(augment, 0.0),
+            keep_head=1 + len(getattr(self.encoder, "_prefix_ids", ())),
+        )
         val_windows = [w[:MAX_VAL_WINDOWS] for w in self._windows(val.items)]
         val_data = TextWindows.flattened(val_windows, val.labels)
         collate = TextCollate(self.encoder.collate)
-        generator = torch.Generator().manual_seed(seed)
-        sampler = LengthBucketSampler(train_data.lengths, batch_size, generator)
+        sampler = LengthBucketSampler(train_data.lengths, batch_size, seed)
         train_loader = DataLoader(
             train_data, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers
         )
@@ -168,20 +176,33 @@ class TextPipeline:
         return train_loader, val_loader
 
 
+#: Share of word pieces a training window loses, per level.
+TEXT_TOKEN_DROP = {"strong": 0.1}
+
+
 def _text_of(item: Any) -> str:
     return item if isinstance(item, str) else item.text
 
 
 class TextWindows(Dataset):
     """(token ids, label) per text; a long text gives a random one of its windows each time it
-    is drawn (a different view per epoch, like an image crop), or always its first."""
+    is drawn (a different view per epoch, like an image crop), or always its first. With
+    `drop`, that share of the window's content tokens is removed at random (the first
+    `keep_head` ids, the special token and model prefix, and the last one are always kept)."""
 
     def __init__(
-        self, windows: list[list[list[int]]], labels: list[int], random_window: bool = False
+        self,
+        windows: list[list[list[int]]],
+        labels: list[int],
+        random_window: bool = False,
+        drop: float = 0.0,
+        keep_head: int = 1,
     ) -> None:
         self.windows = windows
         self.labels = labels
         self.random_window = random_window
+        self.drop = drop
+        self.keep_head = keep_head
         self.lengths = [max(len(w) for w in wins) for wins in windows]
 
     @classmethod
@@ -197,7 +218,16 @@ class TextWindows(Dataset):
     def __getitem__(self, i: int) -> tuple[list[int], int]:
         wins = self.windows[i]
         pick = int(torch.randint(len(wins), ())) if self.random_window and len(wins) > 1 else 0
-        return wins[pick], self.labels[i]
+        return self._dropped(wins[pick]), self.labels[i]
+
+    def _dropped(self, ids: list[int]) -> list[int]:
+        head, body, tail = ids[: self.keep_head], ids[self.keep_head : -1], ids[-1:]
+        if not self.drop or len(body) < 2:
+            return ids
+        keep = (torch.rand(len(body)) >= self.drop).tolist()
+        if not any(keep):
+            keep[0] = True
+        return head + [t for t, k in zip(body, keep, strict=True) if k] + tail
 
 
 class TextCollate:
@@ -212,31 +242,36 @@ class TextCollate:
 
 class LengthBucketSampler(Sampler[list[int]]):
     """Batches of similar length: shuffle, sort pools of `BUCKET_BATCHES` batches by length,
-    cut them into batches, shuffle the batches. Without a generator: longest first, fixed."""
+    cut them into batches, shuffle the batches, all from (seed, epoch) (`start_epoch`; Lightning
+    calls `set_epoch`, else each pass is the next epoch). Without a seed: longest first, fixed."""
 
-    def __init__(
-        self, lengths: list[int], batch_size: int, generator: torch.Generator | None
-    ) -> None:
+    def __init__(self, lengths: list[int], batch_size: int, seed: int | None) -> None:
         self.lengths = lengths
         self.batch_size = max(1, batch_size)
-        self.generator = generator
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         n, size = len(self.lengths), self.batch_size
-        if self.generator is None:
+        if self.seed is None:
             order = sorted(range(n), key=lambda i: -self.lengths[i])
             yield from (order[s : s + size] for s in range(0, n, size))
             return
-        perm = torch.randperm(n, generator=self.generator).tolist()
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        generator = start_epoch(self.seed, epoch)
+        perm = torch.randperm(n, generator=generator).tolist()
         pool = size * BUCKET_BATCHES
         batches = []
         for s in range(0, n, pool):
             chunk = sorted(perm[s : s + pool], key=lambda i: -self.lengths[i])
             batches += [chunk[b : b + size] for b in range(0, len(chunk), size)]
-        for b in torch.randperm(len(batches), generator=self.generator).tolist():
+        for b in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[b]
 
 
@@ -249,9 +284,8 @@ class AudioPipeline:
 
     channels_last = False
 
-    def __init__(self, pre: AudioPreprocessing, augment: bool = True) -> None:
+    def __init__(self, pre: AudioPreprocessing) -> None:
         self.pre = pre
-        self.augment = augment
 
     def units(self, items: Sequence[Any]) -> int:
         return len(items)
@@ -285,7 +319,7 @@ class AudioPipeline:
         if rows or covered:
             yield (torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)), owners, covered
 
-    def training_loaders(self, train, val, batch_size, num_workers, seed):
+    def training_loaders(self, train, val, batch_size, num_workers, seed, augment):
         bad: dict = {}
         train_waves = [self._wave(item, bad) for item in train.items]
         val_windows = [
@@ -295,17 +329,16 @@ class AudioPipeline:
         if bad:
             first = next(iter(bad.items()))
             raise ModelTailorError(f"{len(bad)} clips could not be decoded, first: {first}")
-        train_data = AudioClips(train_waves, train.labels, self.pre, self.augment)
+        train_data = AudioClips(train_waves, train.labels, self.pre, AUDIO_AUGMENT[augment])
         val_rows = [w for wins in val_windows for w in wins]
         val_labels = [lab for wins, lab in zip(val_windows, val.labels, strict=True) for _ in wins]
         val_data = list(zip((torch.from_numpy(r) for r in val_rows), val_labels, strict=True))
-        generator = torch.Generator().manual_seed(seed)
         drop_last = len(train) > batch_size
         train_loader = DataLoader(
             train_data,
             batch_size=batch_size,
-            shuffle=True,
-            generator=generator,
+            sampler=EpochShuffle(len(train_data), seed),
+            generator=torch.Generator().manual_seed(seed),
             num_workers=num_workers,
             drop_last=drop_last,
         )
@@ -358,18 +391,46 @@ def speed_changed(
     return (left + (wave[low + 1] - left) * (at - low)).astype(np.float32)
 
 
-class AudioClips(Dataset):
-    """Training clips: a random window of a long clip, and with `augment` a random speed
-    change (+-10%), time shift, gain (+-6 dB) and additive noise (SNR 15-40 dB) — each drawn
-    from torch's seeded generator, so the same seed gives the same epochs."""
+@dataclass(frozen=True)
+class AudioAugment:
+    """What varies in a training clip at one `--augment` level (all drawn from torch's seeded
+    generator, so the same seed gives the same epochs)."""
 
-    #: A short clip may start anywhere in the first part of its window.
-    MAX_SHIFT = 0.2
+    #: A long clip trains on a random window (else always its first).
+    random_window: bool = True
     #: Speed perturbation (Ko et al. 2015, Kaldi's 0.9/1.0/1.1): tempo and pitch change
     #: together, so the model hears each word said faster and slower than in the data.
-    MAX_SPEED_CHANGE = 0.1
+    max_speed_change: float = 0.0
+    #: A short clip may start anywhere in this first share of its window.
+    max_shift: float = 0.0
+    gain_db: float = 0.0
+    #: Share of clips that get white noise, at an SNR drawn from `snr_db`.
+    noise_share: float = 0.0
+    snr_db: tuple[float, float] = (15.0, 40.0)
+    #: SpecAugment masks (frequency, time) on networks with a mel front end.
+    spec_masks: tuple[int, int] = (0, 0)
 
-    def __init__(self, waves, labels, pre: AudioPreprocessing, augment: bool) -> None:
+
+AUDIO_AUGMENT = {
+    "none": AudioAugment(random_window=False),
+    "light": AudioAugment(max_shift=0.2, gain_db=3),
+    "default": AudioAugment(
+        max_speed_change=0.1, max_shift=0.2, gain_db=6, noise_share=0.5, spec_masks=(2, 2)
+    ),
+    "strong": AudioAugment(
+        max_speed_change=0.15,
+        max_shift=0.3,
+        gain_db=9,
+        noise_share=0.8,
+        snr_db=(10.0, 30.0),
+        spec_masks=(3, 3),
+    ),
+}
+
+class AudioClips(Dataset):
+    """Training clips: a window of each clip, varied as `augment` says."""
+
+    def __init__(self, waves, labels, pre: AudioPreprocessing, augment: AudioAugment) -> None:
         self.waves = waves
         self.labels = labels
         self.pre = pre
@@ -379,28 +440,29 @@ class AudioClips(Dataset):
         return len(self.waves)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        wave, size = self.waves[i], self.pre.window_samples
+        wave, size, aug = self.waves[i], self.pre.window_samples, self.augment
         change = 0.0
-        if self.augment:
-            change = float(torch.empty(()).uniform_(-1, 1)) * self.MAX_SPEED_CHANGE
+        if aug.max_speed_change:
+            change = float(torch.empty(()).uniform_(-1, 1)) * aug.max_speed_change
         length = speed_changed_length(len(wave), change)
-        start = int(torch.randint(length - size + 1, ())) if length > size else 0
+        start = 0
+        if aug.random_window and length > size:
+            start = int(torch.randint(length - size + 1, ()))
         wave = speed_changed(wave, change, start, min(size, length))
         offset = 0
-        if self.augment and len(wave) < size:
-            room = min(size - len(wave), int(size * self.MAX_SHIFT))
+        if aug.max_shift and len(wave) < size:
+            room = min(size - len(wave), int(size * aug.max_shift))
             offset = int(torch.randint(room + 1, ()))
         row = _packed(wave, size, offset)
-        if self.augment:
+        if aug.gain_db:
+            row[0] *= 10 ** (float(torch.empty(()).uniform_(-aug.gain_db, aug.gain_db)) / 20)
+        if aug.noise_share and float(torch.rand(())) < aug.noise_share:
             real = row[1] > 0
-            gain = 10 ** (float(torch.empty(()).uniform_(-6, 6)) / 20)
-            row[0] *= gain
-            if float(torch.rand(())) < 0.5:
-                power = float(np.mean(row[0, real] ** 2)) if real.any() else 0.0
-                snr = float(torch.empty(()).uniform_(15, 40))
-                sigma = np.sqrt(power / 10 ** (snr / 10))
-                noise = torch.randn(size).numpy() * sigma
-                row[0, real] += noise[real].astype(np.float32)
+            power = float(np.mean(row[0, real] ** 2)) if real.any() else 0.0
+            snr = float(torch.empty(()).uniform_(*aug.snr_db))
+            sigma = np.sqrt(power / 10 ** (snr / 10))
+            noise = torch.randn(size).numpy() * sigma
+            row[0, real] += noise[real].astype(np.float32)
         return torch.from_numpy(row), self.labels[i]
 
 

@@ -44,6 +44,8 @@ class TrainSettings:
     precision: str | None = None  # bf16-mixed, 16-mixed...
     accelerator: str = "auto"
     verbose: bool = True
+    #: How much training inputs vary (modalities.AUGMENT_LEVELS); the estimator resolves it.
+    augment: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -68,7 +70,7 @@ def train_network(
     at_once = pipeline.rows_at_once(settings.batch_size)
     accumulate = settings.batch_size // at_once
     train_loader, val_loader = pipeline.training_loaders(
-        train, val, at_once, settings.num_workers, settings.seed
+        train, val, at_once, settings.num_workers, settings.seed, settings.augment
     )
     weights = class_weight_vector(train.labels, len(train.class_names), settings.class_weights)
     module = ClassifierModule(

@@ -22,6 +22,7 @@ from modeltailor.backbones.catalogue import Preprocessing
 from modeltailor.cli import main
 from modeltailor.data.transforms import eval_transform, load_for_model
 from modeltailor.export import ExportError
+from modeltailor.export import npm as npm_export
 from modeltailor.export import web as web_export
 from modeltailor.export.base import preprocessing_doc
 
@@ -290,15 +291,15 @@ def test_a_run_without_onnx_export_gets_the_verified_one_first(monkeypatch, tmp_
 
 # -- npm failures are explained ----------------------------------------------------------------
 def test_missing_npm_says_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr(web_export.shutil, "which", lambda name: None)
+    monkeypatch.setattr(npm_export.shutil, "which", lambda name: None)
     with pytest.raises(ExportError, match=r"npm is not installed.*npm install --prefix"):
         web_export.onnxruntime_web_dist(root=tmp_path)
 
 
 def test_unreachable_registry_says_what_to_run(monkeypatch, tmp_path):
     failed = subprocess.CompletedProcess([], 1, "", "npm error code ENOTFOUND\nnpm error network")
-    monkeypatch.setattr(web_export.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(web_export.subprocess, "run", lambda *a, **k: failed)
+    monkeypatch.setattr(npm_export.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(npm_export.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(ExportError, match=r"registry reachable.*ENOTFOUND.*run: npm install"):
         web_export.onnxruntime_web_dist(root=tmp_path)
     assert list(tmp_path.iterdir()) == []  # the staging folder is gone

@@ -17,7 +17,8 @@ ES-module glue is handed to onnxruntime-web as a blob: URL, and inference is sin
 (threads need cross-origin isolation, which neither file:// nor a plain server gives).
 
 onnxruntime-web is pinned (ORT_WEB_VERSION) and installed from the npm registry at export time
-into a cache folder (`$MODELTAILOR_NPM_CACHE`, else `<modeltailor cache>/npm`), reused after.
+into a cache folder (`$MODELTAILOR_NPM_CACHE`, else `<modeltailor cache>/npm`), reused after
+(see `modeltailor.export.npm`).
 
 Preprocessing parity: preprocess.js reproduces torchvision's uint8 antialiased resize (torch's
 fixed-point PIL-SIMD kernel), centre crop and /255 exactly (tests/test_web.py compares it with
@@ -39,9 +40,7 @@ import base64
 import hashlib
 import html
 import json
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 from importlib import resources
@@ -49,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from modeltailor._files import swap_into_place
-from modeltailor.export.base import MANIFEST, ExportError, copy_model_card
+from modeltailor.export.base import MANIFEST, copy_model_card
+from modeltailor.export.npm import npm_package
 from modeltailor.export.onnx import export_onnx
 from modeltailor.run import MODEL_FILE, RunDir, atomic_write_json
 
@@ -60,94 +60,13 @@ ORT_GLUE = "ort-wasm-simd-threaded.mjs"
 ORT_WASM = "ort-wasm-simd-threaded.wasm"
 TEMPLATE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
 TOP_K = 3
-NPM_TIMEOUT_S = 600
-
-
-def npm_cache_root() -> Path:
-    """$MODELTAILOR_NPM_CACHE, else <modeltailor cache>/npm: npm packages kept between exports."""
-    if os.environ.get("MODELTAILOR_NPM_CACHE"):
-        return Path(os.environ["MODELTAILOR_NPM_CACHE"])
-    from modeltailor.training.features import cache_root
-
-    return cache_root() / "npm"
-
-
-def _install_command(target: Path, version: str) -> list[str]:
-    return [
-        "npm", "install", "--prefix", str(target), f"onnxruntime-web@{version}",
-        "--no-audit", "--no-fund", "--ignore-scripts", "--fetch-retries=1",
-        "--fetch-timeout=60000",
-    ]  # fmt: skip
-
-
-def _dist_ok(dist: Path, version: str) -> bool:
-    """The install is complete and is the pinned version (an interrupted install is not)."""
-    try:
-        meta = json.loads((dist.parent / "package.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    files = (ORT_BUNDLE, ORT_GLUE, ORT_WASM)
-    return meta.get("version") == version and all((dist / f).is_file() for f in files)
 
 
 def onnxruntime_web_dist(version: str = ORT_WEB_VERSION, root: Path | None = None) -> Path:
-    """onnxruntime-web's dist folder, installed once with npm into the cache and reused.
-
-    npm installs into a staging folder that is renamed into place, so an interrupted or
-    concurrent export never leaves a half-installed package that looks complete.
-    """
-    target = (root or npm_cache_root()) / f"onnxruntime-web-{version}"
-    dist = target / "node_modules" / "onnxruntime-web" / "dist"
-    if _dist_ok(dist, version):
-        return dist
-    manual = " ".join(_install_command(target, version))
-    if not shutil.which("npm"):
-        raise ExportError(
-            "the web export needs onnxruntime-web from the npm registry, and npm is not "
-            f"installed: install Node.js (it ships npm), or on another machine run `{manual}` "
-            f"and copy {target} here"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        _npm_install(staging, version, manual)
-        if not _dist_ok(staging / dist.relative_to(target), version):
-            raise ExportError(f"npm installed onnxruntime-web@{version} without {ORT_WASM}")
-        _move_into_place(staging, target, dist, version)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dist
-
-
-def _move_into_place(staging: Path, target: Path, dist: Path, version: str) -> None:
-    """Rename the fresh install into place, unless a concurrent export got there first."""
-    if _dist_ok(dist, version):
-        return
-    shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier install
-    try:
-        staging.rename(target)
-    except OSError:
-        if not _dist_ok(dist, version):
-            raise
-
-
-def _npm_install(prefix: Path, version: str, manual: str) -> None:
-    try:
-        done = subprocess.run(
-            _install_command(prefix, version),
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ExportError(f"npm install of onnxruntime-web failed ({exc}); run: {manual}") from exc
-    if done.returncode:
-        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ExportError(
-            f"npm could not install onnxruntime-web@{version} (is the npm registry reachable?): "
-            f"{tail}. With network access, run: {manual}"
-        )
+    """onnxruntime-web's dist folder, installed once with npm into the cache and reused."""
+    files = [f"dist/{name}" for name in (ORT_BUNDLE, ORT_GLUE, ORT_WASM)]
+    package = npm_package("onnxruntime-web", version, files, "the web export", root)
+    return package / "dist"
 
 
 def _needs_onnx_export(run: RunDir, out_dir: Path) -> bool:

@@ -189,11 +189,11 @@ class VectorModality(Modality):
         return TinyMlp(cfg["preprocessing"]["dim"], cfg["num_classes"])
 
     def export_spec(self) -> ExportSpec:
-        def inputs(items, pre):
+        def inputs(items, clf):
             rows, kept = [], []
             for i, item in enumerate(items):
                 try:
-                    rows.append(read_vector(Path(item), pre.dim))
+                    rows.append(read_vector(Path(item), clf.preprocessing_.dim))
                     kept.append(i)
                 except (OSError, ValueError):
                     continue

@@ -228,7 +228,7 @@ class TailoredClassifier(BaseEstimator):
         }
         self.splits_ = {"train": split_record(train)}
         if val is not None:
-            self.splits_["val"] = split_record(val)
+            self.splits_["val"] = split_record(val, keep_texts=True)
         self.val_data_ = val
         self.metrics_: dict[str, Any] = {}
         self.temperature_ = 1.0

@@ -292,14 +292,21 @@ def _load_weights(model: Any, run: RunDir, partial: bool) -> None:
         )
 
 
-def split_record(data: Any) -> dict[str, list]:
+def split_record(data: Any, keep_texts: bool = False) -> dict[str, list]:
     """Which files (path, label, content hash) a split held: for overlap checks, exports
-    that verify on validation data, and reports that show mistakes."""
-    return {
+    that verify on validation data, and reports that show mistakes.
+
+    Texts have no file of their own to go back to (an item is a line of a table), so with
+    `keep_texts` the texts themselves are kept too: the validation split's, which `tailor
+    export` verifies every exported graph on."""
+    record = {
         "items": [str(i) for i in data.items],
         "labels": [data.class_names[lab] for lab in data.labels],
         "sha1": data.digests(),
     }
+    if keep_texts and data.items and hasattr(data.items[0], "text"):
+        record["texts"] = [item.text for item in data.items]
+    return record
 
 
 def describe_data(data: Any) -> dict[str, Any]:

@@ -69,15 +69,20 @@ def pixels_for(items: list, pre) -> tuple[np.ndarray, list[int]]:
     return np.concatenate(chunks).astype(np.float32, copy=False), kept
 
 
-def verification_items(run: RunDir, split: str, data: Path | None, limit: int) -> tuple[list, list]:
-    """(paths, labels) to verify on: the run's own split files, or a folder given by the user
-    (read by the run's modality)."""
+def verification_items(
+    run: RunDir, split: str, data: Path | None, limit: int, spec: ExportSpec | None = None
+) -> tuple[list, list]:
+    """(items, class names) to verify on: a folder or file given by the user (read by the
+    run's modality), else the run's own split as the modality keeps it (`spec.verification`;
+    by default the files splits.json lists)."""
     if data is not None:
         from modeltailor.modalities import get_modality
 
         modality = get_modality(run.read_json("config.json").get("modality", "image"))
         ds = modality.load(data, {})
         return ds.items[:limit], [ds.class_names[i] for i in ds.labels[:limit]]
+    if spec is not None and spec.verification is not None:
+        return spec.verification(run, split, limit)
     splits = run.read_json("splits.json") if run.has("splits.json") else {}
     rec = splits.get(split) or splits.get("train")
     if not rec:
@@ -114,16 +119,25 @@ def refuse_disagreement(fmt: str, check: dict[str, Any], noun: str = "images") -
 
 @dataclass
 class ExportJob:
-    """A run loaded for export, with the inputs and PyTorch outputs every format is checked on."""
+    """A run loaded for export, with the inputs and PyTorch outputs every format is checked on.
+
+    Rows are what the graph sees (an image, a window of a text); `owners` says which
+    verification example each row belongs to. Figures about examples (accuracy) combine an
+    example's row logits as prediction does: their mean, plus the side logits a modality adds
+    outside the graph (text: the TF-IDF side head), both divided by the temperature.
+    """
 
     run: RunDir
     classifier: Any
     spec: ExportSpec
     model: nn.Module  # the network with what the graph holds besides (normalisation, temperature)
-    inputs: dict[str, np.ndarray]  # the graph's inputs for the verification examples
+    inputs: dict[str, np.ndarray]  # the graph's inputs for the verification rows
+    owners: np.ndarray  # example index (0..n-1) of every row
     labels: np.ndarray  # class index per example, -1 where the label is not a class of the run
-    reference: np.ndarray  # PyTorch logits for `inputs`
+    reference: np.ndarray  # PyTorch logits per row
     verified_on: str
+    side: np.ndarray | None = None  # logits per example added outside the graph (/temperature)
+    items: list | None = None  # the verification examples
 
     @property
     def out_dir(self) -> Path:
@@ -140,10 +154,25 @@ class ExportJob:
             raise ExportError(f"this format takes one input; the graph has {list(self.inputs)}")
         return next(iter(self.inputs.values()))
 
-    def accuracy(self, logits: np.ndarray) -> float | None:
+    def example_logits(self, rows: np.ndarray) -> np.ndarray:
+        """Per-example logits from per-row ones: the mean of each example's rows (+ side)."""
+        n = len(self.labels)
+        if len(rows) == n and np.array_equal(self.owners, np.arange(n)) and self.side is None:
+            return rows
+        sums = np.zeros((n, rows.shape[1]), np.float64)
+        np.add.at(sums, self.owners, rows)
+        counts = np.bincount(self.owners, minlength=n)[:, None]
+        out = sums / np.maximum(counts, 1)
+        if self.side is not None:
+            out = out + self.side
+        return out.astype(np.float32)
+
+    def accuracy(self, rows: np.ndarray) -> float | None:
+        """Top-1 accuracy of per-row logits, combined per example."""
         labelled = self.labels >= 0
         if not labelled.any():
             return None
+        logits = self.example_logits(rows)
         return float((logits.argmax(1)[labelled] == self.labels[labelled]).mean())
 
 
@@ -163,13 +192,23 @@ def prepare(run_path: str | Path, data: str | Path | None, max_examples: int = 2
     spec = clf.modality_.export_spec()
     if spec is None:
         raise ExportError(f"{run.path}: exporting {clf.modality} runs is not supported yet")
+    refusal = spec.refuse(clf) if spec.refuse is not None else None
+    if refusal:
+        raise ExportError(f"{run.path}: {refusal}")
     pre = clf.preprocessing_
-    paths, names = verification_items(run, "val", Path(data) if data else None, max_examples)
-    inputs, kept = spec.inputs(paths, pre)
-    if not kept:
+    items, names = verification_items(run, "val", Path(data) if data else None, max_examples, spec)
+    inputs, owners = spec.inputs(items, clf)
+    if not len(owners):
         raise ExportError(f"{run.path}: none of the verification {spec.noun} could be read")
+    kept = sorted(set(owners))  # examples with at least one row, in their order
+    position = {item: k for k, item in enumerate(kept)}
+    row_owners = np.array([position[i] for i in owners], dtype=np.int64)
+    items = [items[i] for i in kept]
     names = [names[i] for i in kept]
     y = np.array([clf.classes_.index(n) if n in clf.classes_ else -1 for n in names])
+    side = clf.modality_.side_logits(clf, items)
+    if side is not None:
+        side = (np.asarray(side, np.float64) / clf.temperature_).astype(np.float32)
     model = spec.wrap(
         clf.model_.to(memory_format=torch.contiguous_format), pre, clf.temperature_
     ).eval()
@@ -181,7 +220,9 @@ def prepare(run_path: str | Path, data: str | Path | None, max_examples: int = 2
             ]
         )
     verified_on = f"folder {data}" if data else "the run's validation split"
-    return ExportJob(run, clf, spec, model, inputs, y, reference, verified_on)
+    return ExportJob(
+        run, clf, spec, model, inputs, row_owners, y, reference, verified_on, side, items
+    )
 
 
 def preprocessing_doc(pre, layout: str = "NCHW") -> dict[str, Any]:
@@ -224,7 +265,10 @@ def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> 
     manifest.update(sections)
     out_dir.mkdir(exist_ok=True)
     atomic_write_json(out_dir / "labels.json", job.classifier.classes_)
-    atomic_write_json(out_dir / "preprocessing.json", job.spec.describe(job.preprocessing))
+    doc = job.spec.describe(job.preprocessing)
+    if job.spec.assets is not None:
+        doc.update(job.spec.assets(job, out_dir))
+    atomic_write_json(out_dir / "preprocessing.json", doc)
     atomic_write_json(path, manifest)
     copy_model_card(job.run, out_dir)
     return manifest

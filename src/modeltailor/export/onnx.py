@@ -78,7 +78,12 @@ def export_onnx(
 def _input_section(job) -> dict[str, Any] | list[dict[str, Any]]:
     """What manifest.json says of the graph's inputs (one input: its record, as before)."""
     rows = [
-        {"name": name, "dtype": str(job.inputs[name].dtype), "batch": "dynamic"}
+        {
+            "name": name,
+            "dtype": str(job.inputs[name].dtype),
+            "batch": "dynamic",
+            "dynamic_axes": {str(k): v for k, v in job.spec.dynamic_axes.get(name, {}).items()},
+        }
         for name in job.spec.input_names
     ]
     if job.spec.input_names == ["pixels"]:
@@ -86,15 +91,24 @@ def _input_section(job) -> dict[str, Any] | list[dict[str, Any]]:
     return rows[0] if len(rows) == 1 else rows
 
 
+def _dim(label: str):
+    """One named dynamic axis; inputs that share a name share the size (ids and mask)."""
+    return (
+        torch.export.Dim(label, min=1, max=4096)
+        if label == "batch"
+        else torch.export.Dim(label, min=2, max=8192)
+    )
+
+
 def _torch_export(job, path: Path) -> None:
     """The wrapped model through torch.export to ONNX, each input's batch axis dynamic."""
     spec = job.spec
     example = spec.example(job.preprocessing)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    dynamic = {
-        name: {axis: batch for axis in spec.dynamic_axes.get(name, {0: "batch"})}
-        for name in spec.input_names
-    }
+    dims: dict[str, torch.export.Dim] = {}
+    dynamic = {}
+    for name in spec.input_names:
+        axes = spec.dynamic_axes.get(name, {0: "batch"})
+        dynamic[name] = {axis: dims.setdefault(label, _dim(label)) for axis, label in axes.items()}
     try:
         program = torch.onnx.export(
             job.model,

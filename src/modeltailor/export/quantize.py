@@ -76,7 +76,10 @@ class _Reader:
 def quantize_int8(
     fp32: Path, job: ExportJob, workdir: Path, force: bool
 ) -> tuple[Path, dict[str, Any]]:
-    """Calibrate on training images, try CANDIDATES, keep the first within 1 point of fp32."""
+    """Calibrate on training images, try CANDIDATES, keep the first within 1 point of fp32.
+    A graph the modality marks "dynamic" (transformers) is quantised without calibration."""
+    if job.spec.quantization == "dynamic":
+        return quantize_dynamic_int8(fp32, job, workdir, force)
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -146,3 +149,75 @@ def quantize_int8(
         "tried": tried,
     }
     return out, info
+
+
+DYNAMIC_CANDIDATES: tuple[dict[str, Any], ...] = (
+    {"per_channel": False},
+    {"per_channel": True},
+)
+
+
+def quantize_dynamic_int8(
+    fp32: Path, job: ExportJob, workdir: Path, force: bool
+) -> tuple[Path, dict[str, Any]]:
+    """MatMul weights to int8, activations quantised per batch at run time (onnxruntime's
+    dynamic quantisation): what transformer encoders take, since their inputs vary in length
+    and no fixed calibration range fits every text. The classifier head stays fp32 (as for
+    images); per-tensor first, per-channel if that loses more than the accuracy rule allows.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    head = _classifier_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
+    # dynamic quantisation first rewrites Gemm as "<name>_MatMul" + "<name>_Add": keep both
+    keep_fp32 = [*head, *(f"{name}_{part}" for name in head for part in ("MatMul", "Add"))]
+    fp32_acc = job.accuracy(job.reference)
+    tried = []
+    for k, cand in enumerate(DYNAMIC_CANDIDATES):
+        path = workdir / f"dynamic{k}.onnx"
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            per_channel=cand["per_channel"],
+            nodes_to_exclude=keep_fp32,
+        )
+        logits = _ort_logits(path, job.inputs)
+        acc = job.accuracy(logits)
+        tried.append(
+            {
+                **cand,
+                "path": path,
+                "accuracy": acc,
+                "parity_vs_pytorch_fp32": parity(job.reference, logits),
+            }
+        )
+        if fp32_acc is None or acc >= fp32_acc - MAX_ACCURACY_DROP:
+            break
+    chosen = max(tried, key=lambda t: (t["accuracy"] or 0.0, -tried.index(t)))
+    drop = (fp32_acc - chosen["accuracy"]) if fp32_acc is not None else None
+    if drop is not None and drop > MAX_ACCURACY_DROP and not force:
+        raise ExportError(
+            f"int8 loses {drop * 100:.1f} accuracy points on the validation {job.spec.noun} "
+            f"({fp32_acc:.3f} -> {chosen['accuracy']:.3f}) with every setting tried; "
+            "use --force to write it anyway"
+        )
+    out = workdir / "model.int8.onnx"
+    chosen["path"].rename(out)
+    for t in tried:
+        t.pop("path")
+    return out, {
+        "file": out.name,
+        "bytes": out.stat().st_size,
+        "fp32_bytes": fp32.stat().st_size,
+        "size_ratio": round(out.stat().st_size / fp32.stat().st_size, 4),
+        "format": "dynamic: MatMul weights int8, activations quantised at run time",
+        "kept_fp32": keep_fp32,
+        "settings": {"per_channel": chosen["per_channel"]},
+        "accuracy_fp32": fp32_acc,
+        "accuracy_int8": chosen["accuracy"],
+        "accuracy_drop": drop,
+        "forced": bool(force and drop is not None and drop > MAX_ACCURACY_DROP),
+        "tried": tried,
+    }

@@ -105,8 +105,9 @@ def describe(pre: Any) -> dict[str, Any]:
         "max_windows": pre.max_windows,
         "prefix": pre.prefix,
         "windows": "tokenise the prefix followed by the text without special tokens; drop "
-        "the prefix ids (prefix_ids) from the front; cut the rest into chunks of "
-        "window_content_tokens ids, each starting step = window_content_tokens - "
+        "the prefix ids (prefix_ids) from the front (when the ids do not start with them, the "
+        "prefix merged with the text: tokenise the text alone instead); cut the rest into "
+        "chunks of window_content_tokens ids, each starting step = window_content_tokens - "
         "int(window_content_tokens * window_overlap) after the previous, plus a last chunk "
         "ending at the text's end; keep at most max_windows chunks, evenly spaced "
         "(round-half-even of i * (chunks - 1) / (max_windows - 1)); each window is "

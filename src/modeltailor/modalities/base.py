@@ -53,21 +53,35 @@ class ExportSpec:
 
     `wrap` puts what must live inside the graph around the network (image normalisation, the
     calibration temperature); `inputs` turns items into the graph's inputs exactly as training
-    and prediction decode them; `example` gives a batch for tracing; `describe` is what
+    and prediction decode them, with the item each row belongs to (an image is one row, a
+    long text one row per window: an item's logits are the mean of its rows', as prediction
+    combines them); `example` gives a batch for tracing; `describe` is what
     `preprocessing.json` tells an app about the steps outside the graph.
     """
 
     input_names: list[str]
     wrap: Callable[[torch.nn.Module, Any, float], torch.nn.Module]
+    #: (items, the classifier) -> (graph inputs, the index in `items` of every row)
     inputs: Callable[[list, Any], tuple[dict[str, np.ndarray], list[int]]]
     example: Callable[[Any], tuple]
     describe: Callable[[Any], dict[str, Any]]
-    #: Which axis of each input is the batch (the others are fixed).
+    #: Which axes of each input vary, and their names ({0: "batch"} when not given).
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     #: Export formats beyond ONNX this modality's graphs are known to work in.
     formats: tuple[str, ...] = ("onnx",)
     #: What the verification messages call the examples ("images", "clips").
     noun: str = "examples"
+    #: The classifier -> one line saying why it cannot be exported, or None.
+    refuse: Callable[[Any], str | None] | None = None
+    #: (export job, export folder) -> what preprocessing.json says of the files an app needs
+    #: beside the graph, after checking and writing them there (a tokenizer, a side head).
+    assets: Callable[[Any, Path], dict[str, Any]] | None = None
+    #: (run, split, limit) -> (items, class names) to verify on when no folder is given;
+    #: None: the split's files as splits.json lists them.
+    verification: Callable[[RunDir, str, int], tuple[list, list[str]]] | None = None
+    #: int8: "static" (calibrated QDQ, for convolutions) or "dynamic" (MatMul weights int8,
+    #: activations quantised at run time: transformers, whose inputs vary in length).
+    quantization: str = "static"
 
 
 class Modality:

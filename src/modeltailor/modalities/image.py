@@ -118,8 +118,8 @@ class ImageModality(Modality):
 
             return (torch.rand(2, 3, pre.input_size, pre.input_size),)
 
-        def inputs(items, pre):
-            pixels, kept = pixels_for(items, pre)
+        def inputs(items, clf):
+            pixels, kept = pixels_for(items, clf.preprocessing_)
             return {"pixels": pixels}, kept
 
         return ExportSpec(

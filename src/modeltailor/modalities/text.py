@@ -12,7 +12,7 @@ import numpy as np
 
 from modeltailor.errors import ModelTailorError
 from modeltailor.modalities import register_modality
-from modeltailor.modalities.base import Modality
+from modeltailor.modalities.base import ExportSpec, Modality
 
 #: Run sub-folder of a text run's TF-IDF side head (vocabulary JSON + head weights).
 SIDE_FOLDER = "tfidf_side"
@@ -270,6 +270,44 @@ class TextModality(Modality):
     # -- report --------------------------------------------------------------------------------
     def snippet(self, item: Any) -> str | None:
         return getattr(item, "text", None)
+
+    # -- export --------------------------------------------------------------------------------
+    def export_spec(self) -> ExportSpec:
+        from modeltailor.export import text as export_text
+
+        return ExportSpec(
+            input_names=["input_ids", "attention_mask"],
+            wrap=lambda model, pre, t: export_text.TextGraph(model, t),
+            inputs=export_text.text_inputs,
+            example=export_text.example_windows,
+            describe=export_text.describe,
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "length"},
+                "attention_mask": {0: "batch", 1: "length"},
+            },
+            formats=("onnx",),
+            noun=self.noun,
+            refuse=export_text.refusal,
+            assets=export_text.write_assets,
+            verification=validation_texts,
+            quantization="dynamic",
+        )
+
+
+def validation_texts(run, split: str, limit: int) -> tuple[list, list[str]]:
+    """The split's texts as splits.json keeps them (a table's rows have no file to reread)."""
+    from modeltailor.data.text import TextItem
+    from modeltailor.export.base import ExportError
+
+    splits = run.read_json("splits.json") if run.has("splits.json") else {}
+    rec = splits.get(split) or {}
+    if "texts" not in rec:
+        raise ExportError(
+            f"{run.path}: splits.json keeps no {split} texts (a run from before they were "
+            "kept, or trained without validation data); pass --data FILE with labelled texts"
+        )
+    items = [TextItem(t, o) for t, o in zip(rec["texts"], rec["items"], strict=True)]
+    return items[:limit], rec["labels"][:limit]
 
 
 def _write_prediction_rows(data, preds: list[dict]) -> None:

@@ -158,7 +158,7 @@ def test_japanese_text_card_keeps_names_and_paths(ja_run):
     assert "the whole text is read (TF-IDF)" in card
     assert "This run is itself the `baseline` reference" in card
     assert f'tailor predict runs/{ja_run.name} --text "' in card
-    assert "tailor serve" not in card  # text runs are not servable yet
+    assert "tailor serve" not in card  # the TF-IDF baseline has no graph to serve
     assert not list(ja_run.glob(".README.md.*"))  # written atomically: no temporary left
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,8 @@ register_backbone(
         license="-",
         description="no pretraining: TF-IDF word 1-2-grams (char 1-3 for CJK) + logistic "
         "regression; what pretraining is measured against",
-        capabilities=CLASSICAL,
+        # its n-gram features are computed outside any graph: not exportable yet
+        capabilities=replace(CLASSICAL, exportable=False),
         languages="any (characters for CJK)",
         builder=build_tfidf,
     )

@@ -199,5 +199,37 @@ class Modality:
         return None
 
     def serve_decoder(self, pre: Any) -> Any:
-        """Turns an upload into an export input (see serve/); None: not servable yet."""
+        """Turns an upload into an export input (see serve/); None: not servable yet.
+
+        Modalities whose uploads are read as dataset items instead (a clip, a table of
+        texts) leave this None and define `read_upload`: the server then feeds the graph
+        with `export_spec().inputs`, the very function the export was verified with."""
+        return None
+
+    #: Upload content types the server accepts for this modality (besides none/octet-stream).
+    upload_types: tuple[str, ...] = ()
+
+    def accepts_upload(self, content_type: str | None) -> bool:
+        mime = (content_type or "").split(";")[0].strip().lower()
+        return mime in ("", "application/octet-stream") or any(
+            mime == t or (t.endswith("/") and mime.startswith(t)) for t in self.upload_types
+        )
+
+    def read_upload(self, path: Path, name: str) -> list[tuple[str, Any]]:
+        """(name, item) per example an uploaded file holds (saved at `path`, sent as
+        `name`); raises InputError naming what is wrong. Not defined: not servable."""
+        raise NotImplementedError
+
+    def servable(self) -> bool:
+        """Whether `tailor serve` can answer for this modality's runs."""
+        kind = type(self)
+        return kind.serve_decoder is not Modality.serve_decoder or (
+            kind.read_upload is not Modality.read_upload
+        )
+
+    def forget_upload(self, path: Path) -> None:
+        """Drop what reading an upload left behind (a cached decoded clip)."""
+
+    def json_items(self, texts: list[str]) -> list[tuple[str, Any]] | None:
+        """(name, item) per text of a JSON request body; None: this modality takes files."""
         return None

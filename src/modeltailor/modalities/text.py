@@ -271,6 +271,44 @@ class TextModality(Modality):
     def snippet(self, item: Any) -> str | None:
         return getattr(item, "text", None)
 
+    # -- serving -------------------------------------------------------------------------------
+    upload_types = (
+        "text/",
+        "application/json",
+        "application/jsonl",
+        "application/x-ndjson",
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+
+    def read_upload(self, path, name: str) -> list[tuple[str, Any]]:
+        """A table (.csv/.tsv/.jsonl/.xlsx: the `text` column, or the only one) or a .txt
+        file: one example per row, named `<upload>:line N`; an unusable row refuses it."""
+        from modeltailor.data.text import TextItem, read_text_rows
+        from modeltailor.errors import DataError
+        from modeltailor.modalities.base import InputError
+
+        if path.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".xlsx", ".txt"):
+            raise InputError("send texts as .csv, .tsv, .jsonl, .xlsx or .txt (by file name)")
+        try:
+            rows = read_text_rows(path)
+        except DataError as exc:
+            raise InputError(str(exc).replace(str(path), name)) from exc
+        if rows.skipped:
+            first = rows.skipped[0]
+            where = str(first.path).replace(str(path), name)
+            raise InputError(f"{len(rows.skipped)} unusable row(s), first {where}: {first.reason}")
+        if not rows.texts:
+            raise InputError("no texts in the file")
+        origins = [o.replace(str(path), name) for o in rows.origins]
+        return [(o, TextItem(t, o)) for t, o in zip(rows.texts, origins, strict=True)]
+
+    def json_items(self, texts: list[str]) -> list[tuple[str, Any]]:
+        from modeltailor.data.text import TextItem
+
+        names = [f"text {i + 1}" for i in range(len(texts))]
+        return [(n, TextItem(t, n)) for n, t in zip(names, texts, strict=True)]
+
     # -- export --------------------------------------------------------------------------------
     def export_spec(self) -> ExportSpec:
         from modeltailor.export import text as export_text

@@ -491,7 +491,7 @@ def _usage(f: _Facts) -> str:
     else:
         lines.append(f"tailor predict {run} {inputs.get(f.modality_name, 'FILES')}")
     lines.append(f"tailor evaluate {run} LABELLED-DATA")
-    if _servable(f.modality):
+    if _servable(f):
         lines.append(f"tailor serve {run} --port 8000    # REST API: POST /predict, docs at /docs")
     lines += ["```", "", "In Python:", "", "```python"]
     lines += ["from modeltailor.api import load_classifier", ""]
@@ -504,7 +504,8 @@ def _usage(f: _Facts) -> str:
 
 
 def _exports(f: _Facts, run: str) -> list[str]:
-    formats = _export_formats(f.modality)
+    exportable = f.spec is None or f.spec.capabilities.exportable
+    formats = _export_formats(f.modality) if exportable else ()
     m = f.manifest
     if m:
         lines = ["**Exported files** (`export/`, described by `export/manifest.json`):", ""]
@@ -534,6 +535,8 @@ def _exports(f: _Facts, run: str) -> list[str]:
             f"**Export**: `tailor export {run} --format FORMAT` ({', '.join(formats)}); each "
             "export is checked against PyTorch before it is written and gets a copy of this card."
         ]
+    if not exportable:
+        return [f"**Export**: `{_code(str(f.cfg.get('backbone')))}` runs are not exportable yet."]
     return [f"**Export**: exporting {f.modality_name} runs is not supported yet."]
 
 
@@ -681,10 +684,13 @@ def _reference_row(c: dict[str, Any], strategy: str, backbone: str | None = None
     return None
 
 
-def _servable(modality: Any) -> bool:
-    from modeltailor.modalities.base import Modality
-
-    return modality is not None and type(modality).serve_decoder is not Modality.serve_decoder
+def _servable(f: _Facts) -> bool:
+    """Whether `tailor serve` answers for this run: its modality serves, and its backbone has
+    a graph (a numpy body or the TF-IDF baseline has none)."""
+    m = f.modality
+    if m is None or not m.servable() or m.export_spec() is None:
+        return False
+    return f.spec is None or f.spec.capabilities.exportable
 
 
 def _export_formats(modality: Any) -> tuple[str, ...]:

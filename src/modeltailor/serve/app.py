@@ -1,6 +1,8 @@
 """The REST API of `tailor serve`: FastAPI routes over one predictor loaded at startup.
 
-    POST /predict   multipart form, field `files` (repeat it for a batch), `?k=` top classes
+    POST /predict   multipart form, field `files` (repeat it for a batch), `?k=` top classes;
+                    text runs also take a JSON body {"texts": [...]}, and a table (.csv, .tsv,
+                    .jsonl, .xlsx) in `files` is one example per row
     GET  /health    liveness, and which backend answers
     GET  /metadata  labels, backbone, strategy, metrics.json, preprocessing, backend, limits
     GET  /docs, /openapi.json  (FastAPI)
@@ -32,6 +34,8 @@ from modeltailor.serve.backends import InputError, Predictor, load_predictor
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
 #: Files per request: a batch is for convenience, not for shipping a dataset in one request.
 MAX_FILES = 64
+#: Examples per request (texts in a JSON body, rows of uploaded tables).
+MAX_EXAMPLES = 1000
 
 log = logging.getLogger("modeltailor.serve")
 
@@ -52,6 +56,12 @@ class Prediction(BaseModel):
 class Predictions(BaseModel):
     backend: str
     predictions: list[Prediction]
+
+
+class Texts(BaseModel):
+    """A JSON request body for text runs."""
+
+    texts: list[str]
 
 
 class Health(BaseModel):
@@ -86,7 +96,7 @@ class Error(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Error, "description": "malformed multipart form, or too many files"},
+    400: {"model": Error, "description": "malformed body, or too many files or texts"},
     413: {"model": Error, "description": "request body over the upload limit"},
     415: {"model": Error, "description": "not multipart/form-data, or a part is not an image"},
     422: {"model": Error, "description": "a file cannot be used, or a parameter is invalid"},
@@ -167,14 +177,45 @@ def _predictor(request: Request) -> Predictor:
     return request.app.state.predictor
 
 
-def _multipart_only(request: Request) -> None:
-    """415 for anything but a multipart form (before FastAPI reports a missing field)."""
-    mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if mime != "multipart/form-data":
-        raise HTTPException(
-            415,
-            f"send images as multipart/form-data in the field 'files', not {mime or 'no type'}",
-        )
+def _mime(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _known_body(request: Request) -> None:
+    """415 for anything but a multipart form, or JSON texts for a text run (before FastAPI
+    reports a missing field)."""
+    mime = _mime(request)
+    if mime == "multipart/form-data":
+        return
+    predictor = _predictor(request)
+    if mime == "application/json" and predictor.takes_texts:
+        return
+    also = " (or a JSON body {\"texts\": [...]})" if predictor.takes_texts else ""
+    raise HTTPException(
+        415,
+        f"send {predictor.noun} as multipart/form-data in the field 'files'{also}, "
+        f"not {mime or 'no type'}",
+    )
+
+
+async def _json_texts(request: Request) -> list[str] | None:
+    """The texts of a JSON body, or None for a multipart form."""
+    if _mime(request) != "application/json":
+        return None
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise HTTPException(400, "the body is not valid JSON") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("texts"), list):
+        raise HTTPException(422, 'expected a JSON object {"texts": ["...", ...]}')
+    texts = body["texts"]
+    wrong = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if wrong:
+        raise HTTPException(422, f"texts[{wrong[0]}] is not a string")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise HTTPException(422, f"texts[{empty[0]}] is empty: there is nothing to classify")
+    return texts
 
 
 @router.get("/health", response_model=Health)
@@ -191,44 +232,72 @@ def metadata(request: Request) -> Metadata:
     "/predict",
     response_model=Predictions,
     responses=ERRORS,
-    dependencies=[Depends(_multipart_only)],
+    dependencies=[Depends(_known_body)],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": Texts.model_json_schema(),
+                    "example": {"texts": ["where is my parcel?"]},
+                }
+            }
+        }
+    },
 )
 def predict(
     request: Request,
-    files: Annotated[list[UploadFile], File(description="images; repeat the field for a batch")],
-    k: Annotated[int, Query(ge=1, description="classes ranked per image")] = 3,
+    files: Annotated[
+        list[UploadFile] | None,
+        File(description="images, clips or tables of texts; repeat the field for a batch"),
+    ] = None,
+    k: Annotated[int, Query(ge=1, description="classes ranked per example")] = 3,
+    texts: Annotated[list[str] | None, Depends(_json_texts)] = None,
 ) -> Predictions:
-    """Label, probability and top-k classes per uploaded image, in upload order.
+    """Label, probability and top-k classes per example, in upload order (a table: one
+    example per row, named `<file>:line N`; JSON texts: `text 1`, `text 2`...).
 
     A plain `def`: FastAPI runs it in its thread pool, so decoding and inference never block
-    the event loop. One unusable file refuses the whole request (the answer lists each one).
+    the event loop. One unusable file or row refuses the whole request (the answer lists it).
     """
     predictor = _predictor(request)
-    names = [f.filename or f"file {i + 1}" for i, f in enumerate(files)]
-    inputs = _decode_all(predictor, files, names)
-    proba = predictor.probabilities(inputs)
+    if texts is not None:
+        if not texts:
+            raise HTTPException(422, "texts: give at least one text")
+        if len(texts) > MAX_EXAMPLES:
+            raise HTTPException(400, f"{len(texts)} texts: at most {MAX_EXAMPLES} per request")
+        named = predictor.texts(texts) or []
+    else:
+        if not files:
+            raise HTTPException(422, "files: give at least one file in the field 'files'")
+        names = [f.filename or f"file {i + 1}" for i, f in enumerate(files)]
+        named = _decode_all(predictor, files, names)
+    if len(named) > MAX_EXAMPLES:
+        raise HTTPException(400, f"{len(named)} examples: at most {MAX_EXAMPLES} per request")
+    proba = predictor.probabilities([example for _, example in named])
     k = min(k, len(predictor.labels))
-    rows = [_ranked(name, p, predictor.labels, k) for name, p in zip(names, proba, strict=True)]
+    rows = [_ranked(n, p, predictor.labels, k) for (n, _), p in zip(named, proba, strict=True)]
     return Predictions(backend=predictor.backend, predictions=rows)
 
 
 def _decode_all(predictor: Predictor, files: list[UploadFile], names: list[str]) -> list:
     wrong = [
-        FileProblem(file=n, reason=f"content type {f.content_type} is not accepted: send images")
+        FileProblem(
+            file=n, reason=f"content type {f.content_type} is not accepted: send {predictor.noun}"
+        )
         for n, f in zip(names, files, strict=True)
         if not predictor.accepts(f.content_type)
     ]
     if wrong:
         raise UploadRejected(415, wrong)
-    inputs, problems = [], []
+    named, problems = [], []
     for name, f in zip(names, files, strict=True):
         try:
-            inputs.append(predictor.decode(f.file.read(), name))
+            named.extend(predictor.examples(f.file.read(), name))
         except InputError as exc:
             problems.append(FileProblem(file=name, reason=str(exc)))
     if problems:
         raise UploadRejected(422, problems)
-    return inputs
+    return named
 
 
 def _ranked(name: str, p: np.ndarray, labels: list[str], k: int) -> Prediction:

@@ -7,6 +7,12 @@ verified on: image uploads are decoded exactly as `tailor predict` decodes files
 with the same JPEG draft size, then `eval_transform`) and handed over as [0, 1] pixels, and the
 graph (or its PyTorch original) normalises and applies the calibration temperature itself.
 A new modality supplies a decoder; nothing here changes.
+
+Texts and clips are served through their export contract instead: the upload is read as
+dataset items (`Modality.read_upload`: a table's rows, a clip) and turned into the graph's
+rows by `ExportSpec.inputs`, the function the export was verified with. An example may be
+several rows (a long text's windows, a long clip's): its logits are their mean, plus what the
+modality adds outside the graph (the TF-IDF side head), as `tailor predict` computes them.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ ONNX_FILE = Path("export") / "model.onnx"
 #: Inputs per forward pass: bounds activation memory whatever a request or a queue holds.
 CHUNK = 32
 
-__all__ = ["BACKENDS", "InputError", "Predictor", "cpu_threads", "load_predictor"]
+__all__ = ["BACKENDS", "Example", "InputError", "Predictor", "cpu_threads", "load_predictor"]
 
 
 class Decoder(Protocol):
@@ -41,6 +47,60 @@ class Decoder(Protocol):
 
     def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
         """The graph's inputs for one example (no batch axis); raises InputError."""
+
+
+@dataclass
+class Example:
+    """One example as the graph sees it: its rows (an image: one; a long text: one per
+    window) and the logits added outside the graph, already divided by the temperature."""
+
+    rows: dict[str, np.ndarray]
+    side: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.rows.values())))
+
+
+class ItemDecoder:
+    """Uploads read as dataset items by the modality, made into graph rows by its export
+    spec (`inputs(items, classifier)`); the classifier supplies tokenizer, windows and side
+    features, so what is served is exactly what the export was verified on."""
+
+    def __init__(self, modality: Any, clf: Any, spec: Any) -> None:
+        self.modality, self.clf, self.spec = modality, clf, spec
+
+    def accepts(self, content_type: str | None) -> bool:
+        return self.modality.accepts_upload(content_type)
+
+    def examples(self, data: bytes, name: str) -> list[tuple[str, Example]]:
+        import tempfile
+
+        suffix = Path(name).suffix.lower()[:16]
+        with tempfile.TemporaryDirectory(prefix="modeltailor-upload-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(data)
+            try:
+                named = self.modality.read_upload(path, name)
+                return self._examples(named)
+            finally:
+                self.modality.forget_upload(path)
+
+    def texts(self, texts: list[str]) -> list[tuple[str, Example]] | None:
+        named = self.modality.json_items(texts)
+        return None if named is None else self._examples(named)
+
+    def _examples(self, named: list[tuple[str, Any]]) -> list[tuple[str, Example]]:
+        out = []
+        for name, item in named:
+            rows, owners = self.spec.inputs([item], self.clf)
+            if not len(owners):
+                raise InputError(f"{name}: could not be read")
+            side = self.modality.side_logits(self.clf, [item])
+            if side is not None:
+                side = (np.asarray(side, np.float64)[0] / self.clf.temperature_).astype(np.float32)
+            out.append((name, Example(rows, side)))
+        return out
 
 
 class Predictor:
@@ -61,11 +121,32 @@ class Predictor:
     def backend(self) -> str:
         return self.runner.backend
 
+    @property
+    def takes_texts(self) -> bool:
+        """Whether a JSON body of texts is an input (text runs)."""
+        from modeltailor.modalities.base import Modality
+
+        if not isinstance(self.decoder, ItemDecoder):
+            return False
+        return type(self.decoder.modality).json_items is not Modality.json_items
+
+    @property
+    def noun(self) -> str:
+        from modeltailor.modalities import get_modality
+
+        return get_modality(self.modality).noun
+
     def accepts(self, content_type: str | None) -> bool:
         return self.decoder.accepts(content_type)
 
-    def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
-        """A model input from an upload's bytes; raises InputError naming the problem.
+    def decode(self, data: bytes, name: str) -> Example:
+        """The one example an upload holds; raises InputError naming the problem."""
+        (pair,) = self.examples(data, name)
+        return pair[1]
+
+    def examples(self, data: bytes, name: str) -> list[tuple[str, Example]]:
+        """(name, example) per example in an upload (a table of texts holds many); raises
+        InputError naming the problem.
 
         Decoding is CPU-bound: at most one per core runs at a time, which also bounds the
         memory that large (but legal) images take while many requests arrive together.
@@ -73,17 +154,40 @@ class Predictor:
         if not data:
             raise InputError("the file is empty")
         with self._decoding:
-            return self.decoder.decode(data, name)
+            if isinstance(self.decoder, ItemDecoder):
+                return self.decoder.examples(data, name)
+            inputs = self.decoder.decode(data, name)
+            return [(name, Example({k: v[None] for k, v in inputs.items()}))]
 
-    def probabilities(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:
-        """Class probabilities (rows follow `inputs`, columns follow `labels`).
+    def texts(self, texts: list[str]) -> list[tuple[str, Example]] | None:
+        """(name, example) per text of a JSON body; None when the model takes files."""
+        if not isinstance(self.decoder, ItemDecoder):
+            return None
+        with self._decoding:
+            return self.decoder.texts(texts)
+
+    def probabilities(self, examples: list[Example]) -> np.ndarray:
+        """Class probabilities (rows follow `examples`, columns follow `labels`).
 
         Requests that arrive while a forward pass runs are served together by the next one.
         """
-        return softmax(self._combined(inputs))
+        return softmax(self._combined(examples))
 
-    def _logits(self, inputs: list[dict[str, np.ndarray]]) -> np.ndarray:
-        return np.concatenate([self.runner(batch) for batch in _chunks(inputs)])
+    def _logits(self, examples: list[Example]) -> np.ndarray:
+        """Every example's rows through the graph, CHUNK rows at a time, then averaged per
+        example (plus its side logits)."""
+        rows = [
+            {name: x[r] for name, x in ex.rows.items()} for ex in examples for r in range(ex.size)
+        ]
+        owners = np.repeat(np.arange(len(examples)), [ex.size for ex in examples])
+        out = np.concatenate([self.runner(batch) for batch in _chunks(rows)])
+        sums = np.zeros((len(examples), out.shape[1]), np.float64)
+        np.add.at(sums, owners, out)
+        logits = sums / np.bincount(owners, minlength=len(examples))[:, None]
+        for k, ex in enumerate(examples):
+            if ex.side is not None:
+                logits[k] += ex.side
+        return logits.astype(np.float32)
 
 
 def temperature(run: RunDir) -> float:
@@ -104,11 +208,22 @@ def _check_export(run: RunDir, labels: list[str]) -> None:
         )
 
 
-def _chunks(inputs: list[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-    """Decoded examples stacked into batches of at most CHUNK, input by input."""
-    for i in range(0, len(inputs), CHUNK):
-        part = inputs[i : i + CHUNK]
-        yield {name: np.stack([x[name] for x in part]) for name in part[0]}
+def _chunks(rows: list[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """Graph rows stacked into batches of at most CHUNK, input by input; rows of different
+    lengths (token windows) are right-padded with zeros (their attention mask is 0 there)."""
+    for i in range(0, len(rows), CHUNK):
+        part = rows[i : i + CHUNK]
+        yield {name: _stacked([x[name] for x in part]) for name in part[0]}
+
+
+def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
+    shape = tuple(max(s) for s in zip(*(a.shape for a in arrays), strict=True))
+    if all(a.shape == shape for a in arrays):
+        return np.stack(arrays)
+    out = np.zeros((len(arrays), *shape), arrays[0].dtype)
+    for k, a in enumerate(arrays):
+        out[(k, *(slice(0, n) for n in a.shape))] = a
+    return out
 
 
 @dataclass
@@ -172,7 +287,7 @@ def load_predictor(run_path: str | Path, backend: str = "auto") -> Predictor:
     modality = get_modality(cfg.get("modality", "image"))
     pre = modality.preprocessing_from_dict(cfg["preprocessing"])
     decoder, spec = modality.serve_decoder(pre), modality.export_spec()
-    if decoder is None or spec is None:
+    if not modality.servable() or spec is None:
         raise RunError(f"{run.path}: serving {modality.name} runs is not supported yet")
     if backend not in BACKENDS:
         raise RunError(f"unknown backend '{backend}': choose from {list(BACKENDS)}")
@@ -180,13 +295,23 @@ def load_predictor(run_path: str | Path, backend: str = "auto") -> Predictor:
     if backend == "onnx" and not has_onnx:
         raise RunError(f"{run.path}: no {ONNX_FILE}; run `tailor export {run.path}` first")
     labels = run.read_json("labels.json")
+    clf = None
+    if decoder is None:  # texts, clips: read as items, made into rows by the export spec
+        from modeltailor.api import load_classifier
+
+        clf = load_classifier(run.path)
+        refusal = spec.refuse(clf) if spec.refuse is not None else None
+        if refusal:
+            raise RunError(f"{run.path}: cannot serve: {refusal}")
+        decoder = ItemDecoder(modality, clf, spec)
     if backend == "onnx" or (backend == "auto" and has_onnx):
         _check_export(run, labels)
         runner: Runner = OnnxRunner(run.path / ONNX_FILE, cpu_threads())
         return Predictor(labels, run.path / ONNX_FILE, modality.name, decoder, runner)
-    from modeltailor.api import load_classifier
+    if clf is None:
+        from modeltailor.api import load_classifier
 
-    clf = load_classifier(run.path)
+        clf = load_classifier(run.path)
     model = spec.wrap(clf.model_.eval(), clf.preprocessing_, clf.temperature_)
     runner = TorchRunner(model, spec.input_names).channels_last()
     return Predictor(clf.classes_, run.path / MODEL_FILE, modality.name, decoder, runner)

@@ -131,7 +131,19 @@ class _WaveformCache:
         return wave
 
 
+    def discard(self, path: Path) -> None:
+        """Forget every decoding of `path` (a server's temporary upload)."""
+        with self.lock:
+            for key in [k for k in self.items if k[0] == str(path)]:
+                self.used -= self.items.pop(key).nbytes
+
+
 _CACHE = _WaveformCache(WAVEFORM_CACHE_BYTES)
+
+
+def forget_waveform(path: str | Path) -> None:
+    """Drop a clip from the decoded-clip cache (uploads are read once)."""
+    _CACHE.discard(Path(path))
 
 
 def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:

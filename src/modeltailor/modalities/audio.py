@@ -166,6 +166,28 @@ class AudioModality(Modality):
     def estimator_options(self, args: argparse.Namespace) -> dict[str, Any]:
         return {"window_seconds": args.window}
 
+    # -- serving -------------------------------------------------------------------------------
+    upload_types = ("audio/", "video/ogg", "application/ogg")
+
+    def read_upload(self, path, name: str) -> list[tuple[str, Any]]:
+        """One clip per uploaded file, decoded (any rate, any channels) as training does."""
+        from modeltailor.data.audio import AUDIO_EXTENSIONS, AudioReadError, load_waveform
+        from modeltailor.modalities.base import InputError
+
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            kinds = ", ".join(sorted(AUDIO_EXTENSIONS))
+            raise InputError(f"send audio clips ({kinds}, by file name)")
+        try:
+            load_waveform(path, 16000)
+        except AudioReadError as exc:
+            raise InputError(str(exc)) from exc
+        return [(name, path)]
+
+    def forget_upload(self, path) -> None:
+        from modeltailor.data.audio import forget_waveform
+
+        forget_waveform(path)
+
     # -- report --------------------------------------------------------------------------------
     def report_example(self, path: str) -> tuple[str, str | None]:
         from modeltailor.report.html import audio_clip

@@ -1,13 +1,15 @@
-"""Export benchmark (issue 3): PyTorch eager vs ONNX fp32 vs ONNX int8 vs TFLite on one run.
+"""Export benchmark (issues 3, 18): PyTorch eager vs ONNX fp32 vs ONNX int8 vs TFLite on one run.
 
 For each format, in one process so the ratios survive a noisy shared machine: batch-1 latency
-(p50/p95 over repeated single images), batch-32 throughput, accuracy on the run's validation
-images, and file size. All runtimes get the same 2 threads.
+(p50/p95 over repeated single examples: an image, or all windows of one text), batch-32
+throughput (examples per second), accuracy on the run's validation examples, and file size.
+All runtimes get the same 2 threads. Works for any modality that exports (images, texts).
 
     python bench/bench_export.py [--run runs/hym] [--data ../shared/data/hymenoptera_data]
+    python bench/bench_export.py --run runs/spam --data ../shared/data/spamassassin.csv
 
 Without --run (or when it does not exist yet) a linear probe is trained on --data first, then
-exported with `--quantize int8` and to TFLite.
+exported with `--quantize int8` (and to TFLite where the modality exports it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import modeltailor  # noqa: F401  (applies the malloc fix first)
 from modeltailor.cli import main as tailor
 from modeltailor.export.base import prepare
 from modeltailor.export.runners import OnnxRunner, TfliteRunner, TorchRunner
+from modeltailor.modalities import get_modality
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera_data"
 THREADS = 2
@@ -44,21 +47,37 @@ def timed(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, reps: int) -> l
     return seconds
 
 
-def eager_runner(model) -> Callable[[np.ndarray], np.ndarray]:
-    return _pixels_in(TorchRunner(model, ["pixels"]).channels_last())
+def eager_runner(job) -> Callable[[dict], np.ndarray]:
+    runner = TorchRunner(job.model, job.spec.input_names)
+    return runner.channels_last() if job.spec.input_names == ["pixels"] else runner
 
 
-def onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    return _pixels_in(OnnxRunner(path, THREADS))
+def onnx_runner(path: Path) -> Callable[[dict], np.ndarray]:
+    return OnnxRunner(path, THREADS)
 
 
-def tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    return _pixels_in(TfliteRunner(path, THREADS))
+def tflite_runner(path: Path) -> Callable[[dict], np.ndarray]:
+    return TfliteRunner(path, THREADS)
 
 
-def _pixels_in(runner) -> Callable[[np.ndarray], np.ndarray]:
-    """The shared runners (the ones export verification and `tailor serve` use) over pixels."""
-    return lambda x: runner({"pixels": x})
+def macro_f1(job, logits: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    labelled = job.labels >= 0
+    pred = job.example_logits(logits).argmax(1)
+    return round(float(f1_score(job.labels[labelled], pred[labelled], average="macro")), 4)
+
+
+def rows_of(job, examples: range) -> dict[str, np.ndarray]:
+    """The graph rows of some verification examples (a text: its windows), trimmed to the
+    longest row they hold (padding beyond it is masked out anyway)."""
+    keep = np.isin(job.owners, list(examples))
+    rows = {name: x[keep] for name, x in job.inputs.items()}
+    mask = rows.get("attention_mask")
+    if mask is not None:
+        length = max(int(mask.sum(1).max()), 2)
+        rows = {name: x[:, :length] for name, x in rows.items()}
+    return rows
 
 
 def ensure_run(run: Path, data: Path) -> None:
@@ -67,7 +86,13 @@ def ensure_run(run: Path, data: Path) -> None:
     export = run / "export"
     if not (export / "model.int8.onnx").is_file():
         assert tailor(["export", str(run), "--quantize", "int8"]) == 0
-    if not (export / "model.tflite").is_file():
+    tflite = (
+        "tflite"
+        in get_modality(json.loads((run / "config.json").read_text())["modality"])
+        .export_spec()
+        .formats
+    )
+    if tflite and not (export / "model.tflite").is_file():
         assert tailor(["export", str(run), "--format", "tflite"]) == 0
 
 
@@ -85,26 +110,36 @@ def main() -> None:
     # Each runtime is made just before it is measured: idle thread pools of the others
     # (onnxruntime spins its threads) must not compete with it.
     runners = {
-        "pytorch_eager": (lambda: eager_runner(job.model), args.run / "model.safetensors"),
+        "pytorch_eager": (lambda: eager_runner(job), args.run / "model.safetensors"),
         "onnx_fp32": (lambda: onnx_runner(export / "model.onnx"), export / "model.onnx"),
         "onnx_int8": (lambda: onnx_runner(export / "model.int8.onnx"), export / "model.int8.onnx"),
-        "tflite_fp32": (lambda: tflite_runner(export / "model.tflite"), export / "model.tflite"),
     }
-    one, batch = job.pixels[:1], job.pixels[:32]
+    if (export / "model.tflite").is_file():
+        runners["tflite_fp32"] = (
+            lambda: tflite_runner(export / "model.tflite"),
+            export / "model.tflite",
+        )
+    n = len(job.labels)
+    one, batch = rows_of(job, range(1)), rows_of(job, range(min(32, n)))
     results = {}
     for name, (make, path) in runners.items():
         run = make()
-        chunks = [job.pixels[i : i + 32] for i in range(0, len(job.pixels), 32)]
-        logits = np.concatenate([run(chunk) for chunk in chunks])
+        logits = np.concatenate(
+            [run(rows_of(job, range(i, min(i + 32, n)))) for i in range(0, n, 32)]
+        )
         latency = np.array(timed(run, one, args.latency_reps)) * 1000
         through = timed(run, batch, args.throughput_reps)
         results[name] = row = {
             "format": name,
+            "modality": job.classifier.modality,
+            "backbone": json.loads((args.run / "config.json").read_text())["backbone"],
             "accuracy": job.accuracy(logits),
-            "images": len(job.pixels),
+            "macro_f1": macro_f1(job, logits),
+            "examples": n,
+            "rows": int(len(job.owners)),
             "batch1_p50_ms": round(float(np.percentile(latency, 50)), 2),
             "batch1_p95_ms": round(float(np.percentile(latency, 95)), 2),
-            "batch32_images_per_second": round(len(batch) * len(through) / sum(through), 1),
+            "batch32_examples_per_second": round(min(32, n) * len(through) / sum(through), 1),
             "file_mb": round(path.stat().st_size / 1e6, 2),
         }
         emit(**row)
@@ -113,9 +148,10 @@ def main() -> None:
     emit(
         measure="targets",
         int8_vs_eager_throughput=round(
-            int8["batch32_images_per_second"] / eager["batch32_images_per_second"], 2
+            int8["batch32_examples_per_second"] / eager["batch32_examples_per_second"], 2
         ),
         int8_accuracy_drop_points=round((fp32["accuracy"] - int8["accuracy"]) * 100, 2),
+        int8_macro_f1_drop_points=round((fp32["macro_f1"] - int8["macro_f1"]) * 100, 2),
         int8_size_ratio=round(int8["file_mb"] / fp32["file_mb"], 3),
         onnx_fp32_vs_eager_batch1_p50=round(fp32["batch1_p50_ms"] / eager["batch1_p50_ms"], 2),
     )

@@ -560,9 +560,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     manifest = export_onnx(args.run, quantize=args.quantize, data=args.data, force=args.force)
     check = manifest["onnx"]["parity_vs_pytorch"]
+    noun = modality.noun if run.has("config.json") else "examples"
+    rows = check["examples"]
+    examples = manifest["onnx"].get("examples", rows)
+    counted = f"{examples} {noun}" + (f" ({rows} graph rows)" if rows != examples else "")
     out.print(
         f"ONNX: {manifest['onnx']['bytes'] / 1e6:.1f} MB, top-1 agreement with PyTorch "
-        f"{check['top1_agreement']:.3f} on {check['examples']} images, max logit diff "
+        f"{check['top1_agreement']:.3f} on {counted}, max logit diff "
         f"{check['max_abs_logit_diff']:.1e}",
         highlight=False,
     )

@@ -59,6 +59,7 @@ def export_onnx(
             "opset": OPSET,
             "input": _input_section(job),
             "accuracy": job.accuracy(job.reference),
+            "examples": int(len(job.labels)),  # parity counts rows: a long text has several
             "parity_vs_pytorch": check,
             "verified_on": job.verified_on,
         }

@@ -179,7 +179,7 @@ def quantize_dynamic_int8(
             str(fp32),
             str(path),
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Gather"],
             per_channel=cand["per_channel"],
             nodes_to_exclude=keep_fp32,
         )

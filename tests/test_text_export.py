@@ -191,3 +191,22 @@ def test_baseline_is_refused_in_one_line(tmp_path, capsys):
     assert main(["export", str(run)]) != 0
     err = capsys.readouterr().err
     assert "Traceback" not in err and "TF-IDF baseline" in err
+
+
+@pytest.mark.slow
+def test_a_japanese_e5_run_ships_with_its_prefix(tmp_path):
+    """multilingual-e5 (SentencePiece, a "query: " prefix, 512 tokens): the export folder alone
+    reproduces tailor predict on Japanese and mixed texts; int8 quantises to about a quarter."""
+    run = tmp_path / "ja"
+    assert main(["train", str(EXAMPLES / "tickets_ja.csv"), "--output", str(run), "--quiet"]) == 0
+    export_onnx(run, quantize="int8")
+    clf = load_classifier(run)
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert config["backbone"] == "e5-small-multilingual"
+    doc = json.loads((run / "export" / "preprocessing.json").read_text(encoding="utf-8"))
+    assert doc["prefix"] and doc["prefix_ids"] and doc["window_content_tokens"] == 512 - 2 - 3
+    texts = ["配送が遅すぎる", "ｶﾞｿﾘﾝ代の請求が二重です", "アプリが起動しません 😢", *TEXTS]
+    got = _softmax(_app_logits(run / "export", texts))
+    np.testing.assert_allclose(got, clf.predict_proba(texts), atol=1e-4)
+    manifest = json.loads((run / "export" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["int8"]["size_ratio"] < 0.3

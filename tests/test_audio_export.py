@@ -101,28 +101,60 @@ def _app_proba(export: Path, files: list[Path], model: str = "model.onnx") -> np
     return np.stack(out)
 
 
+def _clips(tmp_path: Path, size: int) -> list[Path]:
+    """16-kHz files: 0.3 s, exactly one window, over 3 windows, a plain clip, and a stereo one
+    whose channels differ (mono is their mean)."""
+    waves = _waves()
+    joined = np.concatenate(waves * 4)
+    clips = {
+        "short.wav": waves[0][:4800],
+        "window.wav": np.resize(waves[1], size),
+        "long.wav": joined[: 3 * size + size // 4],
+        "plain.wav": waves[2],
+        "stereo.wav": np.stack([waves[4][:8000], 0.3 * waves[5][:8000]], 1),
+    }
+    for name, wave in clips.items():
+        sf.write(tmp_path / name, wave.astype(np.float32), 16000, subtype="FLOAT")
+    return [tmp_path / name for name in clips]
+
+
 def test_the_export_folder_alone_gives_predict_proba(whisper_export, tmp_path):
     run, clf = whisper_export
     export = run / "export"
     doc = json.loads((export / "preprocessing.json").read_text(encoding="utf-8"))
-    size = doc["window_samples"]
-    waves = _waves()
-    joined = np.concatenate(waves * 4)
-    clips = {
-        "short.wav": waves[0][:4800],  # 0.3 s
-        "window.wav": np.resize(waves[1], size),
-        "long.wav": joined[: 3 * size + size // 4],
-        "plain.wav": waves[2],
-    }
-    files = []
-    for name, wave in clips.items():
-        sf.write(tmp_path / name, wave.astype(np.float32), 16000, subtype="FLOAT")
-        files.append(tmp_path / name)
-    assert len(_app_windows(clips["long.wav"], doc)[0]) >= 3
+    files = _clips(tmp_path, doc["window_samples"])
+    long, _ = sf.read(files[2], dtype="float32")
+    assert len(_app_windows(long, doc)[0]) >= 3
     want = clf.predict_proba(files)
     assert np.allclose(_app_proba(export, files), want, atol=1e-4)
     int8 = _app_proba(export, files, "model.int8.onnx")
     assert np.abs(int8 - want).max() < 0.5  # int8 is judged by accuracy, not parity
+
+
+def test_a_calibrated_fine_tune_run_exports_with_its_temperature(digits_split, tmp_path):
+    """The default backbone of trained strategies; the temperature lives in the graph."""
+    train, val, _ = digits_split
+    clf = AudioClassifier(strategy="fine-tune", epochs=1, verbose=False).fit(train, val)
+    clf.calibrate()
+    assert clf.spec_.name == "whisper-tiny-en-encoder" and clf.temperature_ != 1.0
+    run = clf.save(tmp_path / "run").path
+    manifest = export_onnx(run)
+    assert manifest["calibration"]["in_graph"]
+    assert manifest["onnx"]["parity_vs_pytorch"]["max_abs_logit_diff"] <= 1e-3
+    files = _clips(tmp_path, clf.preprocessing_.window_samples)
+    assert np.allclose(_app_proba(run / "export", files), clf.predict_proba(files), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_lora_run_exports_with_int8(digits_split, tmp_path):
+    train, val, _ = digits_split
+    clf = AudioClassifier(strategy="lora", epochs=1, verbose=False).fit(train, val)
+    run = clf.save(tmp_path / "run").path
+    manifest = export_onnx(run, quantize="int8")
+    assert manifest["onnx"]["parity_vs_pytorch"]["max_abs_logit_diff"] <= 1e-3
+    assert manifest["int8"]["accuracy_drop"] <= 0.01
+    files = _clips(tmp_path, clf.preprocessing_.window_samples)
+    assert np.allclose(_app_proba(run / "export", files), clf.predict_proba(files), atol=1e-4)
 
 
 def test_a_batch_of_a_quiet_and_a_loud_clip_equals_each_alone(whisper_export):

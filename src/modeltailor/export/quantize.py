@@ -151,6 +151,14 @@ def quantize_int8(
     return out, info
 
 
+def _has_int8_matmul(path: Path) -> bool:
+    """Whether dynamic quantisation turned any MatMul into an int8 one."""
+    import onnx
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    return any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
+
+
 DYNAMIC_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"per_channel": False},
     {"per_channel": True},
@@ -183,6 +191,12 @@ def quantize_dynamic_int8(
             per_channel=cand["per_channel"],
             nodes_to_exclude=keep_fp32,
         )
+        if k == 0 and not _has_int8_matmul(path):
+            raise ExportError(
+                "int8: this graph has no MatMul weights besides the head to quantise (its "
+                "weights are convolutions: a CNN or a closed-form model); export it without "
+                "--quantize"
+            )
         logits = _ort_logits(path, job.inputs)
         acc = job.accuracy(logits)
         tried.append(

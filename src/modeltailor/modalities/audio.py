@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from modeltailor.modalities import register_modality
-from modeltailor.modalities.base import Modality, augment_level
+from modeltailor.modalities.base import ExportSpec, Modality, augment_level
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,25 @@ class AudioModality(Modality):
         from modeltailor.report.html import audio_clip
 
         return "clip", audio_clip(path)
+
+    # -- export --------------------------------------------------------------------------------
+    def export_spec(self) -> ExportSpec:
+        from modeltailor.export import audio as export_audio
+
+        return ExportSpec(
+            input_names=["samples", "mask"],
+            wrap=export_audio.wrap,
+            inputs=export_audio.audio_inputs,
+            example=export_audio.example,
+            describe=export_audio.describe,
+            dynamic_axes={"samples": {0: "batch"}, "mask": {0: "batch"}},
+            formats=("onnx",),
+            noun=self.noun,
+            refuse=export_audio.refusal,
+            assets=export_audio.write_assets,
+            verification=export_audio.validation_clips,
+            quantization="dynamic",
+        )
 
 
 AUDIO = register_modality(AudioModality())

@@ -208,6 +208,8 @@ class AudioModality(Modality):
             formats=("onnx",),
             noun=self.noun,
             refuse=export_audio.refusal,
+            # speech-embedding runs only lack a traced graph: PyTorch serves them
+            refuse_eager=lambda clf: None,
             assets=export_audio.write_assets,
             verification=export_audio.validation_clips,
             quantization="dynamic",

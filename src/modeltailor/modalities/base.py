@@ -73,6 +73,9 @@ class ExportSpec:
     noun: str = "examples"
     #: The classifier -> one line saying why it cannot be exported, or None.
     refuse: Callable[[Any], str | None] | None = None
+    #: The same for `tailor serve --backend pytorch`, which runs `wrap` eagerly and needs no
+    #: traced graph (None: whatever `refuse` says).
+    refuse_eager: Callable[[Any], str | None] | None = None
     #: (export job, export folder) -> what preprocessing.json says of the files an app needs
     #: beside the graph, after checking and writing them there (a tokenizer, a side head).
     assets: Callable[[Any, Path], dict[str, Any]] | None = None

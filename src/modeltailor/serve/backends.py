@@ -295,16 +295,18 @@ def load_predictor(run_path: str | Path, backend: str = "auto") -> Predictor:
     if backend == "onnx" and not has_onnx:
         raise RunError(f"{run.path}: no {ONNX_FILE}; run `tailor export {run.path}` first")
     labels = run.read_json("labels.json")
+    use_onnx = backend == "onnx" or (backend == "auto" and has_onnx)
     clf = None
     if decoder is None:  # texts, clips: read as items, made into rows by the export spec
         from modeltailor.api import load_classifier
 
         clf = load_classifier(run.path)
-        refusal = spec.refuse(clf) if spec.refuse is not None else None
+        refuse = spec.refuse if use_onnx or spec.refuse_eager is None else spec.refuse_eager
+        refusal = refuse(clf) if refuse is not None else None
         if refusal:
             raise RunError(f"{run.path}: cannot serve: {refusal}")
         decoder = ItemDecoder(modality, clf, spec)
-    if backend == "onnx" or (backend == "auto" and has_onnx):
+    if use_onnx:
         _check_export(run, labels)
         runner: Runner = OnnxRunner(run.path / ONNX_FILE, cpu_threads())
         return Predictor(labels, run.path / ONNX_FILE, modality.name, decoder, runner)

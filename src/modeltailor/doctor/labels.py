@@ -104,12 +104,15 @@ def confident_joint(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
 
 
 def _round_preserving_sum(row: np.ndarray) -> np.ndarray:
-    floor = np.floor(row)
-    missing = int(round(row.sum() - floor.sum()))
-    if missing > 0:
-        order = np.argsort(-(row - floor), kind="stable")
-        floor[order[:missing]] += 1
-    return floor
+    """Round, then move the largest rounding errors by one until the sum is the rounded
+    sum (cleanlab's round_preserving_sum, so both give the same confident joint)."""
+    ints = row.round()
+    diff = int(round(row.sum().round() - ints.sum()))
+    if diff:
+        step = 1 if diff > 0 else -1
+        order = np.argsort(row - ints)[::-step][: abs(diff)]
+        ints[order] += step
+    return ints
 
 
 def find_label_issues(labels: np.ndarray, proba: np.ndarray, keep_per_class: int = 1):

@@ -28,6 +28,7 @@ __all__ = [
     "ImageDataset",
     "ModelTailorError",
     "TextClassifier",
+    "doctor",
     "load_audio_folder",
     "load_classifier",
     "load_image_folder",
@@ -44,6 +45,8 @@ _LAZY = {
     "load_image_folder": "modeltailor.data",
     "TextClassifier": "modeltailor.api",
     "load_classifier": "modeltailor.api",
+    # a callable package: modeltailor.doctor(DATA, ...) runs doctor.doctor
+    "doctor": "modeltailor.doctor",
     "load_text": "modeltailor.data.text",
 }
 

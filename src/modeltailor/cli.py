@@ -60,8 +60,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="images or audio clips: <class>/<files> (or train|val|test/<class>/...); text: a "
         ".csv/.tsv/.jsonl file, train.csv+val.csv+test.csv, or <class>/<files>.txt",
     )
+    t.add_argument(
+        "--exclude",
+        metavar="FILE",
+        help="leave out the items listed in FILE, one per line (e.g. the exclude.txt "
+        "`tailor doctor` writes), before splitting; the files themselves are not touched",
+    )
     _add_training_options(t)
     t.set_defaults(func=cmd_train)
+
+    dr = sub.add_parser(
+        "doctor",
+        help="find duplicates, leakage, likely label errors, outliers and class problems "
+        "before training (doctor.json, exclude.txt)",
+    )
+    dr.add_argument("data", help="labelled data, as for train")
+    dr.add_argument(
+        "--backbone",
+        help="embeddings to examine the data with (default: what linear-probe training uses)",
+    )
+    dr.add_argument("--output", help="folder for doctor.json and exclude.txt "
+                    "(default runs/doctor-<data>-<time>)")
+    dr.add_argument("--runs-dir", default="runs")
+    dr.add_argument(
+        "--near-threshold",
+        type=float,
+        help="cosine of centred embeddings above which items are near duplicates "
+        "(default 0.95, measured in bench/bench_doctor_threshold.py)",
+    )
+    dr.add_argument("--seed", type=int, default=0, help="the split seed train will use")
+    dr.add_argument("--val-fraction", type=float, default=0.1)
+    dr.add_argument("--test-fraction", type=float, default=0.1)
+    dr.add_argument("--batch-size", type=int, default=32)
+    dr.add_argument("--json", action="store_true", help="print doctor.json to stdout")
+    dr.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_modality_options(dr, "doctor")
+    dr.set_defaults(func=cmd_doctor)
 
     e = sub.add_parser("evaluate", help="metrics of a trained run on labelled data")
     e.add_argument("run", help="run folder (runs/<name>)")
@@ -279,6 +313,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     modality = _detect_modality(args)
     data = _load_labelled(args, modality)
+    excluded = _apply_exclude(args, data) if args.exclude else None
+    if excluded is not None:
+        data = excluded.pop("data")
     data.validate(args.data)
     train_frac = 1.0 - args.val_fraction - args.test_fraction
     train, val, test = data.split(train_frac, args.val_fraction, args.test_fraction, seed=args.seed)
@@ -332,6 +369,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # DDP worker: rank 0 evaluates and writes the run
     seconds = time.perf_counter() - started
     clf.fit_info_["train_seconds"] = round(seconds, 2)
+    if excluded is not None:
+        clf.fit_info_["excluded"] = excluded
     for warning in clf.fit_info_.get("warnings", []):
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     reported = {s.path for s in data.skipped}
@@ -348,6 +387,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_train_summary(clf, metrics, run.path, seconds)
     _write_report_files(run.path, predictions, clf.classes_)
     return 0
+
+
+def _apply_exclude(args: argparse.Namespace, data) -> dict[str, Any]:
+    """Drop the items `--exclude FILE` lists; say how many, and which lines named nothing."""
+    from modeltailor.data.exclude import exclude_items, read_exclude
+
+    lines = read_exclude(args.exclude)
+    kept, removed, unmatched = exclude_items(data, lines, args.exclude)
+    out.print(
+        f"excluded {len(removed)} of {len(data)} {escape(_noun(data))} listed in "
+        f"{escape(args.exclude)}",
+        highlight=False,
+    )
+    if unmatched:
+        err.print(
+            f"[yellow]warning:[/] {len(unmatched)} line(s) of {escape(args.exclude)} name "
+            f"nothing in {escape(args.data)}, first: {escape(unmatched[0])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return {
+        "list": str(Path(args.exclude).resolve()),
+        "removed": removed,
+        "lines_matching_nothing": len(unmatched),
+        "data": kept,
+    }
+
+
+def _noun(data) -> str:
+    from modeltailor.modalities import get_modality
+
+    name = getattr(data, "modality", None)
+    return get_modality(name).noun if name else "examples"
 
 
 def _calibrate(clf) -> None:
@@ -709,6 +781,99 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _compare_dir(args: argparse.Namespace) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(args.runs_dir) / f"compare-{Path(args.data).resolve().name}-{stamp}"
+
+
+# -- doctor -----------------------------------------------------------------------------------
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from modeltailor.doctor import NEAR_THRESHOLD, examine
+    from modeltailor.doctor.output import write_outputs
+
+    modality = _detect_modality(args)
+    data = _load_labelled(args, modality)
+    data.validate(args.data, min_per_class=0)
+    report_skipped(data.skipped)
+    report = examine(
+        data,
+        modality,
+        args.backbone,
+        args.near_threshold if args.near_threshold is not None else NEAR_THRESHOLD,
+        args.seed,
+        args.val_fraction,
+        args.test_fraction,
+        args.batch_size,
+        not args.quiet and not args.json,
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = (
+        Path(args.output)
+        if args.output
+        else Path(args.runs_dir) / f"doctor-{Path(args.data).resolve().name}-{stamp}"
+    )
+    write_outputs(report, folder)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    _print_doctor(report, folder)
+    return 0
+
+
+def _print_doctor(report, folder: Path) -> None:
+    counts = report.counts()
+    table = Table(title=f"tailor doctor: {report.n_items} {escape(_noun_of(report))} "
+                  f"({escape(report.backbone)} embeddings)")
+    table.add_column("finding")
+    table.add_column("count", justify="right")
+    table.add_column("first example", overflow="fold")
+    rows = [
+        ("unreadable files", counts["unreadable"], report.unreadable, "item"),
+        ("exact duplicate groups", counts["exact_duplicate_groups"], report.exact_duplicates,
+         None),
+        ("near duplicate groups", counts["near_duplicate_groups"], report.near_duplicates, None),
+        ("groups with conflicting labels", counts["groups_with_conflicting_labels"],
+         [g for g in report.exact_duplicates + report.near_duplicates
+          if g["conflicting_labels"]], None),
+        ("groups leaking across splits", counts["groups_leaking_across_splits"],
+         report.leakage.get("groups", []), "splits"),
+        ("likely label errors", counts["likely_label_errors"],
+         report.label_issues.get("items", []), "item"),
+        ("outliers", counts["outliers"], report.outliers.get("items", []), "item"),
+    ]  # fmt: skip
+    for name, n, found, key in rows:
+        first = ""
+        if found:
+            f = found[0]
+            if key == "splits":
+                first = f"{f['kind']} group across {', '.join(f['splits'])}"
+            elif key:
+                first = str(f[key])
+            else:
+                first = " = ".join(m["item"] for m in f["items"][:3])
+                first += f" ({', '.join(f['labels'])})"
+        table.add_row(name, str(n), escape(first))
+    out.print(table)
+    balance = report.class_balance
+    line = ", ".join(f"{escape(c)} {n}" for c, n in balance["counts"].items())
+    out.print(f"classes: {line} (largest/smallest {balance['imbalance_ratio']})", highlight=False)
+    for key, what in (("empty", "empty"), ("too_small_to_train", "too small to train (< 2)"),
+                      ("too_small_to_split", "too small to get validation and test examples")):
+        if balance[key]:
+            out.print(f"[yellow]classes {what}:[/] {escape(', '.join(balance[key]))}",
+                      highlight=False)
+    if report.label_issues.get("skipped"):
+        out.print(f"label errors not examined: {escape(report.label_issues['skipped'])}")
+    out.print(
+        f"{counts['suggested_removals']} suggested removal(s) in "
+        f"[bold]{escape(str(folder / 'exclude.txt'))}[/] (reasons in doctor.json); train "
+        f"without them: tailor train {escape(report.source)} --exclude "
+        f"{escape(str(folder / 'exclude.txt'))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print("nothing in the data was moved or deleted", highlight=False)
+
+
+def _noun_of(report) -> str:
+    return get_modality(report.modality).noun
 
 
 # -- catalogue / demo -------------------------------------------------------------------------

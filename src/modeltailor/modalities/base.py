@@ -193,6 +193,15 @@ class Modality:
         the file is gone), or ("text", "") for the row's text snippet (its path, for files)."""
         return "text", ""
 
+    #: Cosine above which two `fingerprint`s are the same content (`tailor doctor`).
+    fingerprint_threshold: float = 1.0
+
+    def fingerprint(self, item: Any) -> np.ndarray | None:
+        """A small vector that survives re-encoding and resizing, for near-duplicate search
+        beside the embeddings (images: a 16x16 grey thumbnail); None: embeddings only, or
+        the item cannot be read."""
+        return None
+
     def snippet(self, item: Any) -> str | None:
         """The text predictions.csv keeps beside an item (texts), None for files."""
         return None

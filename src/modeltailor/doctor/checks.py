@@ -1,0 +1,84 @@
+"""Outliers, class balance and leakage across splits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modeltailor.data.dataset import LabeledDataset
+from modeltailor.errors import DataError
+
+#: Tukey's "far out" fence: a distance above Q3 + 3 x IQR of all items' distances.
+OUTLIER_IQR = 3.0
+
+
+def outlier_scores(x: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """1 - the highest cosine between an item (unit row) and any class centroid (the mean
+    of the class's unit rows, made unit): far from every class means far from all of them."""
+    centroids = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
+    for c in range(n_classes):
+        members = x[labels == c]
+        if len(members):
+            m = members.mean(axis=0)
+            centroids[c] = m / max(float(np.linalg.norm(m)), 1e-12)
+    present = [c for c in range(n_classes) if (labels == c).any()]
+    return 1.0 - (x @ centroids[present].T).max(axis=1)
+
+
+def outlier_fence(scores: np.ndarray) -> float:
+    q1, q3 = np.quantile(scores, [0.25, 0.75])
+    return float(q3 + OUTLIER_IQR * (q3 - q1))
+
+
+def class_balance(
+    data: LabeledDataset, val_fraction: float, test_fraction: float
+) -> dict[str, Any]:
+    """Counts per class, the largest/smallest ratio, and classes too small to train (< 2
+    examples) or to split (the stratified split would give them no validation or test
+    example: round(n x fraction) == 0)."""
+    counts = data.class_counts()
+    present = {c: n for c, n in counts.items() if n}
+    too_small_to_train = sorted(c for c, n in counts.items() if n < 2)
+    too_small_to_split = sorted(
+        c
+        for c, n in counts.items()
+        if n >= 2
+        and (
+            (val_fraction > 0 and round(n * val_fraction) == 0)
+            or (test_fraction > 0 and round(n * test_fraction) == 0)
+        )
+    )
+    ratio = max(present.values()) / min(present.values()) if present else None
+    return {
+        "counts": counts,
+        "imbalance_ratio": round(ratio, 3) if ratio else None,
+        "empty": sorted(c for c, n in counts.items() if n == 0),
+        "too_small_to_train": too_small_to_train,
+        "too_small_to_split": too_small_to_split,
+    }
+
+
+def split_of_items(
+    data: LabeledDataset, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[dict[Any, str], str]:
+    """{item: "train" | "val" | "test"} and how: the splits laid out on disk, or the split
+    `tailor train` would make with these fractions and seed. Empty when none can be made."""
+    if data.predefined:
+        where = {item: name for name, part in data.predefined.items() for item in part.items}
+        return where, "the train/val/test splits laid out on disk"
+    try:
+        parts = data.split(1.0 - val_fraction - test_fraction, val_fraction, test_fraction, seed)
+    except (DataError, ValueError):
+        return {}, "no split could be made"
+    where = {}
+    for name, part in zip(("train", "val", "test"), parts, strict=True):
+        for item in part.items if part is not None else []:
+            where[item] = name
+    how = (
+        f"the split `tailor train` makes by default ({1 - val_fraction - test_fraction:g}/"
+        f"{val_fraction:g}/{test_fraction:g}, seed {seed}"
+        + (", grouped" if data.groups is not None else ", stratified")
+        + ")"
+    )
+    return where, how

@@ -200,7 +200,7 @@ class Page:
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(m.text))
         self.page.on("pageerror", lambda e: self.problems.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.goto(url)
+        self.page.goto(url, timeout=300_000)  # e5: 630 MB of scripts to parse
         self.page.wait_for_function(
             "document.getElementById('status').dataset.state !== 'loading'", timeout=180_000
         )

@@ -1,4 +1,8 @@
-"""Web export: a static folder that classifies images in the browser with onnxruntime-web.
+"""Web export: a static folder that classifies in the browser with onnxruntime-web.
+
+One page per modality, chosen by the run's config.json: images here, text in
+`modeltailor.export.web_text` (same rules: classic scripts, everything embedded). The image
+page:
 
     runs/<name>/export/web/index.html     the page: pick, drop or paste an image, see the top 3
                            app.js          UI and inference
@@ -72,7 +76,10 @@ def onnxruntime_web_dist(version: str = ORT_WEB_VERSION, root: Path | None = Non
 def _needs_onnx_export(run: RunDir, out_dir: Path) -> bool:
     """No verified ONNX export yet, or one that no longer matches the run: older than its
     weights (trained again) or with other labels (the page shows the export's labels)."""
-    needed = [out_dir / n for n in ("model.onnx", "labels.json", "preprocessing.json")]
+    names = ["model.onnx", "labels.json", "preprocessing.json"]
+    if _modality(run) == "text":
+        names.append("tokenizer.json")
+    needed = [out_dir / n for n in names]
     if not all(p.is_file() for p in needed):
         return True
     weights = run.path / MODEL_FILE
@@ -118,23 +125,36 @@ def _page_files(out_dir: Path, dist: Path, title: str) -> dict[str, bytes]:
         "jpeg_draft_size": _jpeg_draft_size(out_dir.parent),
         "onnxruntime_web": ORT_WEB_VERSION,
     }
-    runtime = {
-        "version": ORT_WEB_VERSION,
-        "mjs": (dist / ORT_GLUE).read_text(encoding="utf-8"),
-    }
     files = {name: _template(name) for name in TEMPLATE_FILES}
     files["index.html"] = files["index.html"].replace(
         b"{{title}}", html.escape(title).encode("utf-8")
     )
     files["app-data.js"] = _js_global("MODELTAILOR_APP", app)
-    files["ort.wasm.min.js"] = (dist / ORT_BUNDLE).read_bytes()
-    files["ort-wasm.js"] = _js_global("MODELTAILOR_ORT_WASM", runtime) + _base64_global(
-        "MODELTAILOR_ORT_WASM.wasm", (dist / ORT_WASM).read_bytes()
-    )
+    files.update(runtime_files(dist))
     files["model.js"] = _base64_global("MODELTAILOR_MODEL", (out_dir / "model.onnx").read_bytes())
     files["labels.json"] = json.dumps(labels, indent=2, ensure_ascii=False).encode("utf-8")
     files["preprocessing.json"] = json.dumps(pre, indent=2, ensure_ascii=False).encode("utf-8")
     return files
+
+
+def runtime_files(dist: Path) -> dict[str, bytes]:
+    """onnxruntime-web for a page: the wasm-only bundle, and its glue and binary embedded."""
+    runtime = {
+        "version": ORT_WEB_VERSION,
+        "mjs": (dist / ORT_GLUE).read_text(encoding="utf-8"),
+    }
+    return {
+        "ort.wasm.min.js": (dist / ORT_BUNDLE).read_bytes(),
+        "ort-wasm.js": _js_global("MODELTAILOR_ORT_WASM", runtime)
+        + _base64_global("MODELTAILOR_ORT_WASM.wasm", (dist / ORT_WASM).read_bytes()),
+    }
+
+
+def _modality(run: RunDir) -> str:
+    """The run's modality: which page it gets (runs from before modalities are images)."""
+    if not run.has("config.json"):
+        return "image"
+    return run.read_json("config.json").get("modality", "image")
 
 
 def _write_folder(target: Path, files: dict[str, bytes]) -> None:
@@ -164,10 +184,15 @@ def export_web(
         export_onnx(run.path, data=data)
     dist = onnxruntime_web_dist()
     title = run.path.resolve().name
-    files = _page_files(out_dir, dist, title)
+    if _modality(run) == "text":
+        from modeltailor.export.web_text import text_page_files
+
+        files, details = text_page_files(out_dir, dist, title)
+    else:
+        files, details = _page_files(out_dir, dist, title), _image_details(out_dir)
     _write_folder(out_dir / "web", files)
     manifest = _read_manifest(out_dir / MANIFEST)
-    manifest["web"] = _manifest_section(out_dir, files)
+    manifest["web"] = _manifest_section(files, details)
     atomic_write_json(out_dir / MANIFEST, manifest)
     copy_model_card(run, out_dir)  # the card now lists the page
     return manifest
@@ -182,8 +207,22 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _manifest_section(out_dir: Path, files: dict[str, bytes]) -> dict[str, Any]:
+def _image_details(out_dir: Path) -> dict[str, Any]:
     model = (out_dir / "model.onnx").read_bytes()
+    return {
+        "model": {
+            "file": "web/model.js",
+            "embeds": "model.onnx (base64)",
+            "sha256": hashlib.sha256(model).hexdigest(),
+        },
+        "preprocessing": (
+            "preprocess.js reproduces eval_transform (uint8 antialiased resize, centre crop, "
+            "/255); JPEGs >= 2x the resize size decode in Pillow draft mode in Python only"
+        ),
+    }
+
+
+def _manifest_section(files: dict[str, bytes], details: dict[str, Any]) -> dict[str, Any]:
     return {
         "folder": "web",
         "entry": "web/index.html",
@@ -194,16 +233,8 @@ def _manifest_section(out_dir: Path, files: dict[str, bytes]) -> dict[str, Any]:
             "dist_files": [ORT_BUNDLE, ORT_GLUE, ORT_WASM],
             "execution": "wasm, single-threaded",
         },
-        "model": {
-            "file": "web/model.js",
-            "embeds": "model.onnx (base64)",
-            "sha256": hashlib.sha256(model).hexdigest(),
-        },
         "files": {name: len(data) for name, data in sorted(files.items())},
         "bytes": sum(len(d) for d in files.values()),
         "top_k": TOP_K,
-        "preprocessing": (
-            "preprocess.js reproduces eval_transform (uint8 antialiased resize, centre crop, "
-            "/255); JPEGs >= 2x the resize size decode in Pillow draft mode in Python only"
-        ),
+        **details,
     }

@@ -323,7 +323,7 @@ class TextModality(Modality):
                 "input_ids": {0: "batch", 1: "length"},
                 "attention_mask": {0: "batch", 1: "length"},
             },
-            formats=("onnx",),
+            formats=("onnx", "web"),
             noun=self.noun,
             refuse=export_text.refusal,
             assets=export_text.write_assets,

@@ -243,3 +243,11 @@ def test_compare_runs_show_the_baseline_beside_them(tmp_path):
         assert "From the `tailor compare` this run belongs to" in card
         shown = re.search(r"^\| `baseline` \| `[^`]+` \| 2 \| ([0-9.]+)", card, re.M)
         assert shown and float(shown.group(1)) == pytest.approx(baseline["accuracy"], abs=5e-5)
+
+
+def test_class_weights_recorded_as_a_mode_are_described():
+    """A linear probe on imbalanced data records scikit-learn's "balanced" (spamassassin)."""
+    from modeltailor.report.card import _class_weights
+
+    assert _class_weights({}, {"class_weights": "balanced"}).startswith("balanced")
+    assert _class_weights({}, {"class_weights": [0.5, 2.0]}) == "inverse class frequency: 0.5, 2"

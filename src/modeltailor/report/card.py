@@ -771,6 +771,8 @@ def _augmentation(fit: dict, params: dict) -> str | None:
 
 def _class_weights(settings: dict[str, Any], fit: dict[str, Any]) -> str:
     used = fit.get("class_weights")
+    if isinstance(used, str):  # a closed-form head records scikit-learn's mode ("balanced")
+        return f"{used} (inverse class frequency, in the head's fit)"
     if used:
         return "inverse class frequency: " + ", ".join(f"{w:.3g}" for w in used)
     mode = settings.get("class_weights", "auto")

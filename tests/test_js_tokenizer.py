@@ -141,7 +141,11 @@ def code_point_texts() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("name", ["minilm-l6", "e5-small-multilingual"])
+# e5 (a 250k-piece vocabulary, about a minute) runs with `make test-slow`
+E5 = pytest.param("e5-small-multilingual", marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name", ["minilm-l6", E5])
 def test_node_windows_equal_python(name, node, library_script, tmp_path):
     """Every window of every corpus text, as ids with specials, equals TextEncoder.encode."""
     net = get_backbone(name).build(2)

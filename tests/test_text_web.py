@@ -298,7 +298,8 @@ def test_text_web_folder_embeds_the_verified_model_and_tokenizer(en_run):
     assert section["bytes"] < 160e6  # MiniLM: 91 MB of model, as base64
 
 
-@pytest.mark.parametrize("scheme", ["file", "http"])
+# over http:// too with `make test-slow` (the default suite keeps file://, the harder case)
+@pytest.mark.parametrize("scheme", ["file", pytest.param("http", marks=pytest.mark.slow)])
 def test_english_page_matches_tailor_predict(scheme, en_run, browser, tmp_path):  # noqa: F811
     clf = load_classifier(en_run)
     texts = [*_texts(EN, JA), *HOSTILE]
@@ -370,7 +371,12 @@ def side_clf(npm_packages) -> tuple[TextClassifier, list[str]]:
     return clf, [item.text for item in train.items]
 
 
-@pytest.mark.parametrize("settings", [WORD_SETTINGS, CHAR_SETTINGS], ids=["word", "char"])
+# the char analyzer's page runs with `make test-slow` (Node checks it in the default suite)
+@pytest.mark.parametrize(
+    "settings",
+    [WORD_SETTINGS, pytest.param(CHAR_SETTINGS, marks=pytest.mark.slow)],
+    ids=["word", "char"],
+)
 def test_page_adds_the_tfidf_side_head(settings, side_clf, browser, tmp_path):  # noqa: F811
     """As test_text_export's run with side features (installed as extend_head would)."""
     clf, train_texts = side_clf

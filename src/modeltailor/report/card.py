@@ -688,9 +688,11 @@ def _servable(f: _Facts) -> bool:
     """Whether `tailor serve` answers for this run: its modality serves, and its backbone has
     a graph (a numpy body or the TF-IDF baseline has none)."""
     m = f.modality
-    if m is None or not m.servable() or m.export_spec() is None:
+    spec = m.export_spec() if m is not None and m.servable() else None
+    if spec is None:
         return False
-    return f.spec is None or f.spec.capabilities.exportable
+    # a run without a traced graph is still served eagerly where the modality allows it
+    return f.spec is None or f.spec.capabilities.exportable or spec.refuse_eager is not None
 
 
 def _export_formats(modality: Any) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,16 +112,24 @@ def _torch_export(job, path: Path) -> None:
         axes = spec.dynamic_axes.get(name, {0: "batch"})
         dynamic[name] = {axis: dims.setdefault(label, _dim(label)) for axis, label in axes.items()}
     try:
-        program = torch.onnx.export(
-            job.model,
-            example,
-            dynamo=True,
-            input_names=list(spec.input_names),
-            output_names=["logits"],
-            dynamic_shapes=dynamic,
-            opset_version=OPSET,
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            # inputs that share an axis name (ids and mask: "length") are constrained equal,
+            # which is meant; torch says so for every such axis
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+            program = _onnx_program(job, example, spec, dynamic)
         program.save(str(path))
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {exc}") from exc
+
+
+def _onnx_program(job, example, spec, dynamic):
+    return torch.onnx.export(
+        job.model,
+        example,
+        dynamo=True,
+        input_names=list(spec.input_names),
+        output_names=["logits"],
+        dynamic_shapes=dynamic,
+        opset_version=OPSET,
+        verbose=False,
+    )

@@ -210,3 +210,15 @@ def test_a_japanese_e5_run_ships_with_its_prefix(tmp_path):
     np.testing.assert_allclose(got, clf.predict_proba(texts), atol=1e-4)
     manifest = json.loads((run / "export" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["int8"]["size_ratio"] < 0.3
+
+
+def test_a_plain_reexport_withdraws_the_old_int8_graph(probe_export, tmp_path):
+    """int8 made from an earlier export is not verified against this one: it goes."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(probe_export[0], run)
+    assert (run / "export" / "model.int8.onnx").is_file()
+    export_onnx(run)
+    manifest = json.loads((run / "export" / "manifest.json").read_text(encoding="utf-8"))
+    assert "int8" not in manifest and not (run / "export" / "model.int8.onnx").exists()

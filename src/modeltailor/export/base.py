@@ -263,6 +263,7 @@ def update_manifest(out_dir: Path, job: ExportJob, sections: dict[str, Any]) -> 
         }
     )
     manifest.update(sections)
+    manifest = {k: v for k, v in manifest.items() if v is not None}  # None: a section withdrawn
     out_dir.mkdir(exist_ok=True)
     atomic_write_json(out_dir / "labels.json", job.classifier.classes_)
     doc = job.spec.describe(job.preprocessing)

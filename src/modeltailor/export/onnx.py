@@ -66,6 +66,9 @@ def export_onnx(
         }
         refuse_disagreement("ONNX", check, job.spec.noun)
         files = [fp32]
+        if quantize is None:  # an int8 graph from an earlier export is not of this model
+            (job.out_dir / "model.int8.onnx").unlink(missing_ok=True)
+            sections["int8"] = None
         if quantize == "int8":
             from modeltailor.export.quantize import quantize_int8
 

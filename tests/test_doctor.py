@@ -251,3 +251,24 @@ def test_confident_learning_agrees_with_cleanlab():
     theirs = cleanlab.find_label_issues(given, proba)
     assert np.array_equal(ours, theirs)
     assert ours[flipped].mean() >= 0.6 and ours[flipped].sum() / ours.sum() >= 0.9
+
+
+def test_train_warns_about_duplicates_across_splits_and_labels(small_dir, tmp_path, capsys):
+    """The cheap checks run on every `tailor train`: the same photo under two labels, which
+    also lands in two splits, is reported in the terminal and in config.json."""
+    data = tmp_path / "data"
+    shutil.copytree(small_dir, data)
+    classes = sorted(d for d in data.iterdir() if d.is_dir())
+    photos = sorted(classes[0].iterdir())
+    for k, photo in enumerate(photos[:4]):  # the same photos, also filed under another class
+        shutil.copy(photo, classes[1] / f"copy-{k}{photo.suffix}")
+    run = tmp_path / "run"
+    args = ["train", str(data), "--output", str(run), "--quiet", "--test-fraction", "0.3"]
+    assert main([*args, "--val-fraction", "0.3"]) == 0
+    checks = json.loads((run / "config.json").read_text())["fit"]["data_checks"]
+    assert checks["exact_duplicate_groups"] == 4
+    assert checks["duplicates_with_conflicting_labels"] == 4
+    err = " ".join(capsys.readouterr().err.split())
+    assert "carry different labels" in err
+    if checks["duplicates_across_splits"]:
+        assert "appear in more than one split" in err

@@ -371,6 +371,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     clf.fit_info_["train_seconds"] = round(seconds, 2)
     if excluded is not None:
         clf.fit_info_["excluded"] = excluded
+    from modeltailor.doctor.checks import split_checks
+
+    checks = split_checks({"train": train, "val": val, "test": test})
+    clf.fit_info_["data_checks"] = checks
+    clf.fit_info_.setdefault("warnings", []).extend(checks["warnings"])
     for warning in clf.fit_info_.get("warnings", []):
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     reported = {s.path for s in data.skipped}

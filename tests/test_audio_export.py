@@ -202,12 +202,21 @@ def test_mfcc_and_mel_cnn_export_but_refuse_int8_in_one_line(
     assert "Traceback" not in err and "no MatMul weights" in err
 
 
-def test_speech_embedding_is_refused_in_one_line(digits_split, tmp_path, capsys):
+def test_a_speech_embedding_run_exports_as_its_own_graph_chained(digits_split, tmp_path, capsys):
+    """The default audio probe: Google's ONNX graph runs per window inside a Loop (the samples
+    where the mask is 1, centred in 2 s), pooled and followed by the head; an app gets
+    `predict_proba` from the folder alone, stereo and long clips included."""
     train, val, _ = digits_split
-    run = tmp_path / "se"
-    AudioClassifier("speech-embedding", verbose=False).fit(train, val).save(run)
-    with pytest.raises(ExportError, match="speech-embedding runs are not exportable"):
-        export_onnx(run)
-    assert main(["export", str(run)]) != 0
+    clf = AudioClassifier("speech-embedding", verbose=False).fit(train, val)
+    run = clf.save(tmp_path / "se").path
+    manifest = export_onnx(run)
+    check = manifest["onnx"]["parity_vs_pytorch"]
+    assert check["max_abs_logit_diff"] <= 1e-3 and check["top1_agreement"] == 1.0
+    doc = json.loads((run / "export" / "preprocessing.json").read_text(encoding="utf-8"))
+    assert doc["network"] == "speech-embedding" and "Loop" in doc["in_graph"]
+    files = _clips(tmp_path, clf.preprocessing_.window_samples)
+    assert np.allclose(_app_proba(run / "export", files), clf.predict_proba(files), atol=1e-4)
+    # its graph is convolutions: int8 dynamic quantisation has nothing to do, said in one line
+    assert main(["export", str(run), "--quantize", "int8"]) != 0
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "whisper-tiny-en-encoder" in err
+    assert "Traceback" not in err and "no MatMul weights" in err

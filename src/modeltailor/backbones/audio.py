@@ -35,7 +35,7 @@ from torch import nn
 
 from modeltailor.backbones.catalogue import (
     CLASSICAL,
-    FROZEN_FEATURES,
+    FROZEN_ONNX,
     RANDOM_INIT,
     TRANSFORMER_AUDIO,
     AudioPreprocessing,
@@ -648,7 +648,7 @@ register_backbone(
         package_module="modeltailor.backbones",
         package_file=SPEECH_EMBEDDING_FILE,
         install_hint="reinstall modeltailor (the graph ships inside the package)",
-        capabilities=FROZEN_FEATURES,
+        capabilities=FROZEN_ONNX,
         languages="speech (any)",
         builder=build_speech_embedding,
     )

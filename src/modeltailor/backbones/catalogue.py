@@ -42,7 +42,8 @@ class Capabilities:
     sentence_pairs: bool = False
     #: Fitted in closed form by the backbone itself, no pretraining (baseline).
     classical: bool = False
-    #: A PyTorch graph that `tailor export` can trace (numpy-only bodies cannot be).
+    #: A graph `tailor export` can write: PyTorch it traces, or ONNX it chains (numpy-only
+    #: bodies cannot be).
     exportable: bool = True
 
     def names(self) -> frozenset[str]:
@@ -55,8 +56,10 @@ IMAGE_CAPABILITIES = Capabilities()
 TRANSFORMER_TEXT = Capabilities(adapters=True, sentence_pairs=True)
 #: Pretrained transformer speech encoders (audio): adapters.
 TRANSFORMER_AUDIO = Capabilities(adapters=True)
-#: A frozen feature extractor without gradients (numpy or ONNX bodies): probes only.
+#: A frozen feature extractor without gradients (numpy bodies): probes only, not exported.
 FROZEN_FEATURES = Capabilities(trainable=False, exportable=False)
+#: A frozen ONNX graph (speech-embedding): probes only; the export chains the graph itself.
+FROZEN_ONNX = Capabilities(trainable=False)
 #: Classical features + logistic regression, no pretraining (TF-IDF, MFCC statistics).
 CLASSICAL = Capabilities(trainable=False, pretrained=False, embeddings=False, classical=True)
 #: A small network with random weights (the scratch baseline of a modality).

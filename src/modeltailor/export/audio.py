@@ -97,8 +97,10 @@ class AudioGraph(nn.Module):
 def wrap(model: nn.Module, pre: Any, temperature: float) -> AudioGraph:
     """The run's model (a copy: the classifier's own is left as it is) with an exportable
     front end."""
-    from modeltailor.backbones.audio import LogMel
+    from modeltailor.backbones.audio import LogMel, SpeechEmbeddingAudio
 
+    if isinstance(model.net, SpeechEmbeddingAudio):  # an ONNX graph already: chained, not traced
+        return SpeechEmbeddingGraph(model, temperature)
     model = copy.deepcopy(model)
     net = model.net
     if isinstance(getattr(net, "frontend", None), LogMel):
@@ -162,14 +164,8 @@ def example(pre: Any) -> tuple[torch.Tensor, torch.Tensor]:
 def refusal(clf: Any) -> str | None:
     """Why an audio run has no graph to export (None: it has)."""
     kind = clf.model_.net.describe().get("kind")
-    if kind in ("whisper", "mel-cnn", "mfcc"):
+    if kind in ("whisper", "mel-cnn", "mfcc", "speech-embedding"):
         return None
-    if kind == "speech-embedding":
-        return (
-            "speech-embedding runs are not exportable yet: its ONNX graph reads each "
-            "window's real samples alone (any length, centred in 2 s of silence), which a "
-            "fixed-window graph does not express; train on whisper-tiny-en-encoder to export"
-        )
     return (
         f"{kind} audio networks are not exportable yet; train on whisper-tiny-en-encoder "
         "(or mel-cnn, mfcc) to export"
@@ -252,6 +248,9 @@ FRONT_ENDS = {
     "mfcc": "reflect padding, STFT as constant cos/sin convolutions, 40 Slaney mel filters, "
     "natural log (floor 1e-10), DCT-II (20 coefficients) and deltas; mean and std over "
     "frames with real samples",
+    "speech-embedding": "per window (an ONNX Loop): the samples where the mask is 1, centred "
+    "in 2 s of silence when shorter; Google's speech-embedding graph (its own mel front end, "
+    "96-d per 80 ms); mean, max and std over its frames",
 }
 
 
@@ -266,3 +265,128 @@ def write_assets(job: Any, out_dir: Path) -> dict[str, Any]:
         "one of exactly one window, one of more than 3 windows, and one clip at gains "
         f"{VOLUME_PAIR[0]:g} and {VOLUME_PAIR[1]:g} in one batch",
     }
+
+
+# -- speech-embedding: the run's ONNX graph, chained -------------------------------------------
+
+#: The opset of the chained graph: the embedding graph's own (tf2onnx wrote it at 13).
+SPEECH_EMBEDDING_OPSET = 13
+
+
+class SpeechEmbeddingGraph(AudioGraph):
+    """A speech-embedding run as a graph with the same inputs as every audio graph.
+
+    The network is already an ONNX graph, so nothing is traced: `write_onnx` chains it. An ONNX
+    `Loop` runs each window alone, as the network does (its frames are not maskable): keep the
+    samples where the mask is 1, centre them in `SPEECH_EMBEDDING_MIN_SAMPLES` of silence when
+    shorter, run Google's graph, pool its 96-d frames as mean|max|std; then the head and the
+    temperature. Eager calls (the parity reference) run the network as prediction does.
+    """
+
+    def write_onnx(self, path: Path) -> int:
+        """Write the chained graph to `path`; the opset it uses."""
+        import onnx
+
+        net = self.model.net
+        embedding = onnx.load(str(net.onnx_path))
+        weight = net.head.weight.detach().double().numpy() / self.temperature
+        bias = net.head.bias.detach().double().numpy() / self.temperature
+        graph = _speech_embedding_graph(embedding, weight, bias)
+        model = onnx.helper.make_model(
+            graph,
+            opset_imports=list(embedding.opset_import),
+            producer_name="modeltailor",
+        )
+        model.ir_version = embedding.ir_version
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+        return SPEECH_EMBEDDING_OPSET
+
+
+def _speech_embedding_graph(embedding: Any, weight: np.ndarray, bias: np.ndarray) -> Any:
+    """(samples, mask) -> logits: a Loop over windows around the embedding graph's nodes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modeltailor.backbones.audio import SPEECH_EMBEDDING_MIN_SAMPLES
+
+    inner_input = embedding.graph.input[0].name  # "samples:0": the body feeds it by name
+    inner_output = embedding.graph.output[0].name
+    const = {
+        "se_zero_f": np.array(0.0, np.float32),
+        "se_zero": np.array(0, np.int64),
+        "se_one": np.array(1, np.int64),
+        "se_two": np.array(2, np.int64),
+        "se_min_len": np.array([SPEECH_EMBEDDING_MIN_SAMPLES], np.int64),
+        "se_axis0": np.array([0], np.int64),
+        "se_frames_shape": np.array([-1, 96], np.int64),
+        "se_true": np.array(True),
+        "se_weight_t": weight.T.astype(np.float32),
+        "se_bias": bias.astype(np.float32),
+    }
+    node = helper.make_node
+    body_nodes = [
+        node("Gather", ["samples", "se_i"], ["se_row"], axis=0),
+        node("Gather", ["mask", "se_i"], ["se_mrow"], axis=0),
+        node("Greater", ["se_mrow", "se_zero_f"], ["se_real"]),
+        # no real sample at all: keep the first one, as the network does (w[:1])
+        node("Cast", ["se_real"], ["se_real_int"], to=TensorProto.INT64),
+        node("ReduceSum", ["se_real_int"], ["se_count"], keepdims=0),
+        node("Equal", ["se_count", "se_zero"], ["se_none"]),
+        node("Shape", ["se_row"], ["se_row_len"]),
+        node("Squeeze", ["se_row_len", "se_axis0"], ["se_row_len_s"]),
+        node("Range", ["se_zero", "se_row_len_s", "se_one"], ["se_positions"]),
+        node("Equal", ["se_positions", "se_zero"], ["se_first"]),
+        node("And", ["se_first", "se_none"], ["se_first_if_none"]),
+        node("Or", ["se_real", "se_first_if_none"], ["se_keep"]),
+        node("Compress", ["se_row", "se_keep"], ["se_kept"], axis=0),
+        # centred in at least SPEECH_EMBEDDING_MIN_SAMPLES
+        node("Shape", ["se_kept"], ["se_len"]),
+        node("Sub", ["se_min_len", "se_len"], ["se_short"]),
+        node("Max", ["se_short", "se_axis0"], ["se_pad"]),
+        node("Div", ["se_pad", "se_two"], ["se_left"]),
+        node("Sub", ["se_pad", "se_left"], ["se_right"]),
+        node("Concat", ["se_left", "se_right"], ["se_pads"], axis=0),
+        node("Pad", ["se_kept", "se_pads", "se_zero_f"], ["se_padded"], mode="constant"),
+        node("Unsqueeze", ["se_padded", "se_axis0"], [inner_input]),
+        *embedding.graph.node,
+        node("Reshape", [inner_output, "se_frames_shape"], ["se_frames"]),
+        node("ReduceMean", ["se_frames"], ["se_mean"], axes=[0], keepdims=0),
+        node("ReduceMax", ["se_frames"], ["se_max"], axes=[0], keepdims=0),
+        node("Sub", ["se_frames", "se_mean"], ["se_centred"]),
+        node("Mul", ["se_centred", "se_centred"], ["se_squares"]),
+        node("ReduceMean", ["se_squares"], ["se_var"], axes=[0], keepdims=0),
+        node("Sqrt", ["se_var"], ["se_std"]),
+        node("Concat", ["se_mean", "se_max", "se_std"], ["se_features"], axis=0),
+        node("Identity", ["se_cond"], ["se_cond_out"]),
+    ]
+    body = helper.make_graph(
+        body_nodes,
+        "window",
+        [
+            helper.make_tensor_value_info("se_i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("se_cond", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("se_cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("se_features", TensorProto.FLOAT, [288]),
+        ],
+    )
+    outer_nodes = [
+        node("Shape", ["samples"], ["se_shape"]),
+        node("Gather", ["se_shape", "se_zero"], ["se_windows"], axis=0),
+        node("Loop", ["se_windows", "se_true"], ["se_all_features"], body=body),
+        node("MatMul", ["se_all_features", "se_weight_t"], ["se_head"]),
+        node("Add", ["se_head", "se_bias"], ["logits"]),
+    ]
+    initializers = [numpy_helper.from_array(v, k) for k, v in const.items()]
+    graph = helper.make_graph(
+        outer_nodes,
+        "speech-embedding-classifier",
+        [
+            helper.make_tensor_value_info("samples", TensorProto.FLOAT, ["batch", "window"]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "window"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", weight.shape[0]])],
+        initializer=[*initializers, *embedding.graph.initializer],
+    )
+    return graph

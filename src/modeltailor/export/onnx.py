@@ -52,12 +52,12 @@ def export_onnx(
     sections: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=job.run.path, prefix=".export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        _torch_export(job, fp32)
+        opset = _write_graph(job, fp32)
         check = parity(job.reference, _ort_logits(fp32, job.inputs))
         sections["onnx"] = {
             "file": "model.onnx",
             "bytes": fp32.stat().st_size,
-            "opset": OPSET,
+            "opset": opset,
             "input": _input_section(job),
             "accuracy": job.accuracy(job.reference),
             "examples": int(len(job.labels)),  # parity counts rows: a long text has several
@@ -103,6 +103,19 @@ def _dim(label: str):
         if label == "batch"
         else torch.export.Dim(label, min=2, max=8192)
     )
+
+
+def _write_graph(job, path: Path) -> int:
+    """The graph of `job.model` at `path`, and its opset: traced by torch.export, unless the
+    model is an ONNX graph already and writes itself (`write_onnx`: speech-embedding)."""
+    write_onnx = getattr(job.model, "write_onnx", None)
+    if write_onnx is None:
+        _torch_export(job, path)
+        return OPSET
+    try:
+        return int(write_onnx(path))
+    except Exception as exc:
+        raise ExportError(f"the ONNX graph could not be written: {exc}") from exc
 
 
 def _torch_export(job, path: Path) -> None:

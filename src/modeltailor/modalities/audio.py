@@ -208,7 +208,7 @@ class AudioModality(Modality):
             formats=("onnx",),
             noun=self.noun,
             refuse=export_audio.refusal,
-            # speech-embedding runs only lack a traced graph: PyTorch serves them
+            # networks without a graph writer are still served by PyTorch
             refuse_eager=lambda clf: None,
             assets=export_audio.write_assets,
             verification=export_audio.validation_clips,

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: name -> (strategy, backbone); backbone None = the toolkit's choice for the strategy.
 TRIALS = {
     "baseline": ("baseline", None),
+    "probe-default": ("linear-probe", None),  # what a plain `tailor train clips/` uses
     "probe-tiny": ("linear-probe", "whisper-tiny-en-encoder"),
     "probe-base": ("linear-probe", "whisper-base-encoder"),
     "probe-speech-embedding": ("linear-probe", "speech-embedding"),

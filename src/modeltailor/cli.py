@@ -665,15 +665,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_tflite(args: argparse.Namespace) -> int:
     from modeltailor.export.tflite import export_tflite
+    from modeltailor.run import RunDir
 
     if args.quantize:
         err.print("[yellow]warning:[/] --quantize applies to ONNX; the TFLite model is float32")
     manifest = export_tflite(args.run, data=args.data)
     t = manifest["tflite"]
     check = t["parity_vs_pytorch"]
+    noun = get_modality(RunDir(args.run).read_json("config.json").get("modality", "image")).noun
+    rows = check["examples"]
+    examples = t.get("examples", rows)
+    counted = f"{examples} {noun}" + (f" ({rows} windows)" if rows != examples else "")
     out.print(
         f"TFLite: {t['bytes'] / 1e6:.1f} MB, top-1 agreement with PyTorch "
-        f"{check['top1_agreement']:.3f} on {check['examples']} images, max logit diff "
+        f"{check['top1_agreement']:.3f} on {counted}, max logit diff "
         f"{check['max_abs_logit_diff']:.1e}",
         highlight=False,
     )

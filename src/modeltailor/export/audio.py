@@ -267,6 +267,31 @@ def write_assets(job: Any, out_dir: Path) -> dict[str, Any]:
     }
 
 
+def tflite_spec() -> Any:
+    """TFLite for apps: one window of 16-kHz samples and its mask per call, float32."""
+    from modeltailor.modalities.base import TfliteSpec
+
+    def example(job: Any) -> tuple:
+        size = job.preprocessing.window_samples
+        return 0.1 * torch.randn(1, size), torch.ones(1, size)
+
+    def app_input(job: Any) -> dict[str, Any]:
+        pre = job.preprocessing
+        return {
+            "shape": [1, pre.window_samples],
+            "inputs": ["samples", "mask"],
+            "dtype": "float32",
+            "sample_rate": pre.sample_rate,
+            "padding": "one window per call: a clip shorter than the window is followed by "
+            "zeros, mask 1 over the clip and 0 over the zeros; longer clips are cut into "
+            "windows as preprocessing.json says",
+            "channels": "mono: the mean of the channels",
+            "combine": "the mean of a clip's window logits, then softmax",
+        }
+
+    return TfliteSpec(example=example, app_input=app_input)
+
+
 # -- speech-embedding: the run's ONNX graph, chained -------------------------------------------
 
 #: The opset of the chained graph: the embedding graph's own (tf2onnx wrote it at 13).

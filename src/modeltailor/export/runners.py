@@ -85,32 +85,54 @@ class OnnxRunner:
         return self.session.run(None, {name: inputs[name] for name in self.input_names})[0]
 
 
+def _argument_position(detail: dict) -> tuple[int, str]:
+    """litert-torch names inputs `serving_default_args_<i>`: the forward's i-th argument."""
+    head, _, number = detail["name"].rpartition("_")
+    return (int(number), head) if number.isdigit() else (detail["index"], detail["name"])
+
+
 class TfliteRunner:
     """A batch-1 .tflite (as apps run it) through the LiteRT interpreter, one example at a
-    time; 4-D inputs are given NCHW like every other runner and fed NHWC."""
+    time; 4-D inputs are given NCHW like every other runner and fed NHWC.
+
+    LiteRT graphs have fixed shapes: a row shorter than the input (a text window) is padded
+    with zeros, which the mask input of every such graph reads as padding, and cast to the
+    input's type (the converter turns int64 ids into int32). `input_names` are the graph's
+    inputs in order (the converter names them args_0, args_1, ...).
+    """
 
     backend = "tflite"
 
-    def __init__(self, path: str | Path, threads: int = 2) -> None:
+    def __init__(
+        self, path: str | Path, threads: int = 2, input_names: list[str] | None = None
+    ) -> None:
         from modeltailor.export.tflite import _require_litert
 
         _, interpreter_cls = _require_litert()
         self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
-        details = self.interpreter.get_input_details()
-        self.input_names = ["pixels"] if len(details) == 1 else [d["name"] for d in details]
-        self._inputs = [d["index"] for d in details]
+        details = sorted(self.interpreter.get_input_details(), key=_argument_position)
+        if input_names is None:
+            input_names = ["pixels"] if len(details) == 1 else [d["name"] for d in details]
+        self.input_names = list(input_names)
+        self._inputs = [(d["index"], tuple(d["shape"][1:]), d["dtype"]) for d in details]
         self._output = self.interpreter.get_output_details()[0]["index"]
+
+    @staticmethod
+    def _fit(one: np.ndarray, shape: tuple[int, ...], dtype) -> np.ndarray:
+        if one.ndim == 3:  # CHW -> HWC
+            one = one.transpose(1, 2, 0)
+        if one.shape != shape:
+            pads = [(0, want - have) for have, want in zip(one.shape, shape, strict=True)]
+            one = np.pad(one, pads)
+        return np.ascontiguousarray(one[None], dtype=dtype)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         arrays = [inputs[name] for name in self.input_names]
         rows = []
         for i in range(len(arrays[0])):
-            for index, x in zip(self._inputs, arrays, strict=True):
-                one = x[i]
-                if one.ndim == 3:  # CHW -> HWC
-                    one = one.transpose(1, 2, 0)
-                self.interpreter.set_tensor(index, np.ascontiguousarray(one[None]))
+            for (index, shape, dtype), x in zip(self._inputs, arrays, strict=True):
+                self.interpreter.set_tensor(index, self._fit(x[i], shape, dtype))
             self.interpreter.invoke()
             rows.append(self.interpreter.get_tensor(self._output)[0].copy())
         return np.stack(rows)

@@ -234,3 +234,29 @@ def side_logits_from_json(doc: dict[str, Any], texts: list[str]) -> np.ndarray:
 def read_side(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / SIDE_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def tflite_spec() -> Any:
+    """TFLite for apps: one window of `max_length` ids (int32), padded with the pad id and
+    mask 0; the app tokenises and windows as preprocessing.json says."""
+    from modeltailor.modalities.base import TfliteSpec
+
+    def example(job: Any) -> tuple:
+        length = job.preprocessing.max_length
+        return torch.zeros(1, length, dtype=torch.int64), torch.ones(1, length, dtype=torch.int64)
+
+    def app_input(job: Any) -> dict[str, Any]:
+        length = job.preprocessing.max_length
+        return {
+            "shape": [1, length],
+            "inputs": ["input_ids", "attention_mask"],
+            "dtype": "int32",
+            "padding": "one window per call: its ids, then the tokenizer's pad id up to "
+            "max_length; attention_mask 1 over the window's ids and 0 over the padding",
+            "tokenizer": "tokenizer.json and tokenizer_config.json beside the model; the "
+            "window rule and special tokens are in preprocessing.json",
+            "combine": "the mean of a text's window logits (plus tfidf_side.json's logits "
+            "when present), then softmax",
+        }
+
+    return TfliteSpec(example=example, app_input=app_input)

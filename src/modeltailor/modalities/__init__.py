@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modeltailor.errors import ModelTailorError
-from modeltailor.modalities.base import ExportSpec, Modality
+from modeltailor.modalities.base import ExportSpec, Modality, TfliteSpec
 
 _MODALITIES: dict[str, Modality] = {}
 
@@ -57,6 +57,7 @@ from modeltailor.modalities import audio, image, text  # noqa: E402,F401  (each 
 __all__ = [
     "ExportSpec",
     "Modality",
+    "TfliteSpec",
     "get_modality",
     "list_modalities",
     "modality_for_path",

@@ -205,7 +205,7 @@ class AudioModality(Modality):
             example=export_audio.example,
             describe=export_audio.describe,
             dynamic_axes={"samples": {0: "batch"}, "mask": {0: "batch"}},
-            formats=("onnx",),
+            formats=("onnx", "tflite"),
             noun=self.noun,
             refuse=export_audio.refusal,
             # networks without a graph writer are still served by PyTorch
@@ -213,6 +213,7 @@ class AudioModality(Modality):
             assets=export_audio.write_assets,
             verification=export_audio.validation_clips,
             quantization="dynamic",
+            tflite=export_audio.tflite_spec(),
         )
 
 

@@ -48,6 +48,21 @@ class InputError(Exception):
 
 
 @dataclass
+class TfliteSpec:
+    """How a modality's graph becomes a batch-1 TFLite model with the fixed input shapes apps
+    feed (LiteRT graphs are static; rows shorter than the shape are padded with zeros, which
+    every modality's mask input reads as padding).
+
+    `example` gives the conversion inputs at those shapes, `layout` rearranges the graph for
+    apps (images: NHWC), `app_input` is model.tflite.json's "input" section.
+    """
+
+    example: Callable[[Any], tuple]
+    app_input: Callable[[Any], dict[str, Any]]
+    layout: Callable[[Any], Any] | None = None
+
+
+@dataclass
 class ExportSpec:
     """How a modality's model meets an exported graph.
 
@@ -85,6 +100,8 @@ class ExportSpec:
     #: int8: "static" (calibrated QDQ, for convolutions) or "dynamic" (MatMul weights int8,
     #: activations quantised at run time: transformers, whose inputs vary in length).
     quantization: str = "static"
+    #: TFLite conversion (formats must name "tflite" too).
+    tflite: TfliteSpec | None = None
 
 
 class Modality:

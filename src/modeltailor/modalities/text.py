@@ -323,12 +323,13 @@ class TextModality(Modality):
                 "input_ids": {0: "batch", 1: "length"},
                 "attention_mask": {0: "batch", 1: "length"},
             },
-            formats=("onnx", "web"),
+            formats=("onnx", "tflite", "web"),
             noun=self.noun,
             refuse=export_text.refusal,
             assets=export_text.write_assets,
             verification=validation_texts,
             quantization="dynamic",
+            tflite=export_text.tflite_spec(),
         )
 
 

@@ -27,8 +27,6 @@ from modeltailor.export.base import (  # noqa: F401  (re-exported for callers of
     verification_items,
 )
 
-OPSET = 18
-
 
 def _ort_logits(path: Path, inputs: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
     """Logits of an ONNX file over named inputs (an array: the graph's only input)."""
@@ -111,7 +109,7 @@ def _write_graph(job, path: Path) -> int:
     write_onnx = getattr(job.model, "write_onnx", None)
     if write_onnx is None:
         _torch_export(job, path)
-        return OPSET
+        return job.spec.opset
     try:
         return int(write_onnx(path))
     except Exception as exc:
@@ -146,6 +144,6 @@ def _onnx_program(job, example, spec, dynamic):
         input_names=list(spec.input_names),
         output_names=["logits"],
         dynamic_shapes=dynamic,
-        opset_version=OPSET,
+        opset_version=spec.opset,
         verbose=False,
     )

@@ -102,6 +102,10 @@ class ExportSpec:
     quantization: str = "static"
     #: TFLite conversion (formats must name "tflite" too).
     tflite: TfliteSpec | None = None
+    #: The ONNX opset of traced graphs. 23 has the standard `Attention` op: torch.onnx turns
+    #: scaled-dot-product attention into one node that onnxruntime (and onnxruntime-web) runs
+    #: fused, instead of the MatMul/Softmax/Where chain opset 18 spells out.
+    opset: int = 18
 
 
 class Modality:

@@ -330,6 +330,7 @@ class TextModality(Modality):
             verification=validation_texts,
             quantization="dynamic",
             tflite=export_text.tflite_spec(),
+            opset=23,
         )
 
 

@@ -1,8 +1,8 @@
 """Web export: a static folder that classifies in the browser with onnxruntime-web.
 
 One page per modality, chosen by the run's config.json: images here, text in
-`modeltailor.export.web_text` (same rules: classic scripts, everything embedded). The image
-page:
+`modeltailor.export.web_text`, audio in `modeltailor.export.web_audio` (same rules: classic
+scripts, everything embedded). The image page:
 
     runs/<name>/export/web/index.html     the page: pick, drop or paste an image, see the top 3
                            app.js          UI and inference
@@ -188,6 +188,10 @@ def export_web(
         from modeltailor.export.web_text import text_page_files
 
         files, details = text_page_files(out_dir, dist, title)
+    elif _modality(run) == "audio":
+        from modeltailor.export.web_audio import audio_page_files
+
+        files, details = audio_page_files(out_dir, dist, title)
     else:
         files, details = _page_files(out_dir, dist, title), _image_details(out_dir)
     _write_folder(out_dir / "web", files)

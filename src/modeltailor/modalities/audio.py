@@ -205,7 +205,7 @@ class AudioModality(Modality):
             example=export_audio.example,
             describe=export_audio.describe,
             dynamic_axes={"samples": {0: "batch"}, "mask": {0: "batch"}},
-            formats=("onnx",),
+            formats=("onnx", "web"),
             noun=self.noun,
             refuse=export_audio.refusal,
             # speech-embedding runs only lack a traced graph: PyTorch serves them

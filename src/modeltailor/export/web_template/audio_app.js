@@ -170,15 +170,23 @@
     }
   });`;
 
+  /* A node that hands every block of the microphone's samples to `onBlock`. An AudioWorklet
+   * from a data: URL (file:// pages may not load blob: worklets); where a browser refuses even
+   * that, the older ScriptProcessorNode, which does the same on the main thread. */
   async function tapNode(ctx, onBlock) {
-    const url = URL.createObjectURL(new Blob([TAP], { type: "text/javascript" }));
     try {
-      await ctx.audioWorklet.addModule(url);
-    } finally {
-      URL.revokeObjectURL(url);
+      await ctx.audioWorklet.addModule("data:text/javascript;charset=utf-8," + encodeURIComponent(TAP));
+      const node = new AudioWorkletNode(ctx, "modeltailor-tap");
+      node.port.onmessage = (e) => onBlock(e.data);
+      return node;
+    } catch (err) {
+      console.warn("no AudioWorklet, recording with a ScriptProcessorNode:", err);
     }
-    const node = new AudioWorkletNode(ctx, "modeltailor-tap");
-    node.port.onmessage = (e) => onBlock(e.data);
+    const node = ctx.createScriptProcessor(4096, 2, 1);
+    node.onaudioprocess = (e) => {
+      const b = e.inputBuffer;
+      onBlock(Array.from({ length: b.numberOfChannels }, (_, c) => Float32Array.from(b.getChannelData(c))));
+    };
     return node;
   }
 
@@ -197,17 +205,26 @@
       });
       const ctx = new AudioContext();
       const blocks = [];
-      const node = await tapNode(ctx, (block) => blocks.push(block));
+      const node = await tapNode(ctx, (block) => {
+        blocks.push(block);
+        if (!recorder) return;
+        recorder.samples += block[0].length;
+        const shown = recordedSeconds().toFixed(1);
+        if (shown !== recorder.shown) {
+          recorder.shown = shown;
+          $("record-note").textContent = shown + " s (at most " + app.record_seconds + " s)";
+        }
+      });
       const mute = ctx.createGain();
       mute.gain.value = 0; // pulled by the output, heard by nobody
       ctx.createMediaStreamSource(stream).connect(node);
       node.connect(mute).connect(ctx.destination);
       await ctx.resume();
       const timer = setTimeout(stopRecording, app.record_seconds * 1000);
-      recorder = { ctx, stream, node, blocks, timer, started: performance.now() };
+      recorder = { ctx, stream, node, blocks, timer, samples: 0 };
       button.dataset.recording = "true";
       button.textContent = "Stop";
-      $("record-note").textContent = "recording (at most " + app.record_seconds + " s)\u2026";
+      $("record-note").textContent = "0.0 s (at most " + app.record_seconds + " s)";
       P.setStatus("busy", "Recording: press Stop when done.");
     } catch (err) {
       console.error(err);
@@ -307,7 +324,9 @@
 
   describe();
   wireInputs();
-  window.ModeltailorAudioApp = { resultsCsv, predictWave };
+  /* Seconds of microphone signal received so far (0 when not recording). */
+  const recordedSeconds = () => (recorder ? recorder.samples / recorder.ctx.sampleRate : 0);
+  window.ModeltailorAudioApp = { resultsCsv, predictWave, recordedSeconds };
   const ready = (async () => {
     session = await P.createSession(P.modelBytes(app.model_bytes));
   })().then(

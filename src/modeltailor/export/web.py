@@ -7,6 +7,7 @@ scripts, everything embedded). The image page:
     runs/<name>/export/web/index.html     the page: pick, drop or paste an image, see the top 3
                            app.js          UI and inference
                            preprocess.js   the Python eval preprocessing, re-implemented in JS
+                           page_common.js  what every page shares: runtime set-up, top list, drop
                            app-data.js     labels, preprocessing and title (generated)
                            model.js        the verified export/model.onnx, base64
                            ort.wasm.min.js onnxruntime-web's wasm-only bundle (from npm)
@@ -62,7 +63,7 @@ ORT_WEB_VERSION = "1.30.0"
 ORT_BUNDLE = "ort.wasm.min.js"
 ORT_GLUE = "ort-wasm-simd-threaded.mjs"
 ORT_WASM = "ort-wasm-simd-threaded.wasm"
-TEMPLATE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+TEMPLATE_FILES = ("index.html", "app.js", "preprocess.js", "page_common.js", "style.css")
 TOP_K = 3
 
 

@@ -1,8 +1,8 @@
 /*
  * What every modeltailor web page does the same way: decode the embedded base64, start
  * onnxruntime-web on the embedded wasm, show the status line and the top predictions, take
- * dropped files. Used by the audio page (audio_app.js); the image and text pages still carry
- * their own copies of these functions (app.js, text_app.js).
+ * dropped files. One copy for the image (app.js), text (text_app.js) and audio (audio_app.js)
+ * pages.
  *
  * Everything arrives through classic <script> tags (no fetch, no module workers), because
  * browsers refuse both for pages opened from file://. The runtime's wasm binary and the model

@@ -160,12 +160,12 @@ def test_audio_web_folder_embeds_the_verified_model(audio_run):
     assert '"window_step_samples": 8000' in app and '"sample_rate": 16000' in app
 
 
-def _predict_json(run: Path, files: list[Path], capsys) -> list[dict]:
+def _predict_json(run: Path, files: list[Path], capsys) -> tuple[list[dict], list[str]]:
+    """`tailor predict --json`: its predictions, and the names of the files it skipped."""
     capsys.readouterr()
     assert main(["predict", str(run), *map(str, files), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["skipped"] == []
-    return doc["predictions"]
+    return doc["predictions"], [Path(s["path"]).name for s in doc["skipped"]]
 
 
 def _choose_files(page: Page, files: list[Path]) -> list[dict]:
@@ -186,11 +186,14 @@ def test_audio_page_matches_tailor_predict(scheme, audio_run, browser, tmp_path,
     assert len(files) >= 20
     clf = load_classifier(audio_run)
     want = clf.predict_proba(files)
-    rows = _predict_json(audio_run, files, capsys)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot audio at all")
+    rows, skipped = _predict_json(audio_run, [*files, broken], capsys)
+    assert skipped == [broken.name]  # the page must skip it too, and go on
     web = audio_run / "export" / "web"
     with _serve(web) as server:
         page = Page(browser, _url(web, scheme, server))
-        got = _choose_files(page, files)
+        got = _choose_files(page, [*files[:3], broken, *files[3:]])
         shown = page.page.eval_on_selector_all(
             "#rows tbody tr",
             "els => els.map(e => [e.dataset.label, Number(e.dataset.probability)])",
@@ -200,6 +203,8 @@ def test_audio_page_matches_tailor_predict(scheme, audio_run, browser, tmp_path,
         table = Path(info.value.path()).read_bytes()
         page.page.screenshot(path=str(tmp_path / f"audio-web-{scheme}.png"), full_page=True)
         page.close(server)
+    assert got[3]["name"] == broken.name and got[3]["error"], got[3]
+    del got[3], shown[3]
     assert [g["name"] for g in got] == [f.name for f in files]
     assert all(g["error"] is None for g in got), [g for g in got if g["error"]]
     assert got[files.index(tmp_path / "joined.flac")]["windows"] >= 4

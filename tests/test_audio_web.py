@@ -5,7 +5,8 @@ A Whisper tiny.en probe trained on the bundled digits is exported with
 resampling (scipy's resample_poly), the downmix, the windows, and the sample rate read from
 file headers. In Chromium, real FSDD clips (8 kHz, plus a stereo one, one over four windows,
 a FLAC, an Ogg Vorbis and a 44.1 kHz one) chosen through the file input must get
-`tailor predict --json`'s top-1 and `predict_proba`'s probabilities within 1e-3, from file://
+`tailor predict --json`'s top-1 and `predict_proba`'s probabilities within 1e-3 (1e-2 for the
+Ogg, whose end Chromium does not decode, as the page says), from file://
 (and http:// with `make test-slow`); the Record button, with Chromium's fake microphone
 playing a real FSDD clip, must give that clip's label (`make test-slow` too). Needs node, npm
 (once, for onnxruntime-web), Debian's chromium and playwright: skipped with the reason
@@ -102,9 +103,12 @@ def test_audio_dsp_js_makes_pythons_samples_and_windows(node, tmp_path):
                              ("e.aiff", 11025, "PCM_16"), ("f.wav", 96000, "PCM_32")]:  # fmt: skip
         sf.write(tmp_path / name, wave, r, subtype=subtype)
         files[str(tmp_path / name)] = r
+    ints = sf.read(clip, dtype="int16")[0].astype(np.float64)
+    chromium = np.where(ints > 0, ints / 32767, ints / 32768).astype(np.float32)  # its 16-bit
+    int16 = [chromium, wave, stereo[0]]  # Chromium's scaling is undone; the others are kept
     job = {"wave": wave.tolist(), "rates": rates, "stereo": stereo.tolist(), "lengths": lengths,
            "size": doc["window_samples"], "step": doc["window_step_samples"],
-           "files": list(files)}  # fmt: skip
+           "files": list(files), "int16": [c.tolist() for c in int16]}  # fmt: skip
     (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
     done = subprocess.run(
         [node, str(DSP_RUNNER), str(TEMPLATE / "audio_dsp.js"), str(tmp_path / "job.json")],
@@ -124,6 +128,11 @@ def test_audio_dsp_js_makes_pythons_samples_and_windows(node, tmp_path):
         assert np.array_equal(np.asarray(js["samples"], np.float32).reshape(-1, size), rows[:, 0])
         assert np.array_equal(np.asarray(js["mask"], np.float32).reshape(-1, size), rows[:, 1])
     assert got["rates"] == list(files.values())
+    ogg = [sf.info(f).frames if f.endswith(".ogg") else None for f in files]
+    assert got["oggSamples"] == ogg
+    assert [g["changed"] for g in got["int16"]] == [True, False, False]
+    for g, want in zip(got["int16"], [wave, wave, stereo[0]], strict=True):
+        assert np.array_equal(np.asarray(g["samples"], np.float32), want)
 
 
 # -- the exported page in Chromium -------------------------------------------------------------
@@ -175,7 +184,7 @@ def _choose_files(page: Page, files: list[Path]) -> list[dict]:
     page._wait_run(int(before) + 1)
     return page.page.evaluate(
         "window.MODELTAILOR_RESULTS.map(r => ({name: r.name, error: r.error || null,"
-        " probabilities: r.probabilities, top: r.top, windows: r.windows}))"
+        " probabilities: r.probabilities, top: r.top, windows: r.windows, notes: r.notes}))"
     )
 
 
@@ -210,7 +219,10 @@ def test_audio_page_matches_tailor_predict(scheme, audio_run, browser, tmp_path,
     assert got[files.index(tmp_path / "joined.flac")]["windows"] >= 4
     for f, g, p, row in zip(files, got, want, rows, strict=True):
         assert g["top"][0]["label"] == row["label"], f.name
-        assert np.abs(np.asarray(g["probabilities"]) - p).max() <= 1e-3, f.name
+        # Chromium's Ogg Vorbis decoder drops the clip's last partial block (the page says so)
+        ogg = f.suffix == ".ogg"
+        assert bool(g["notes"]) == ogg and all("Ogg" in n for n in g["notes"]), (f.name, g["notes"])
+        assert np.abs(np.asarray(g["probabilities"]) - p).max() <= (1e-2 if ogg else 1e-3), f.name
     assert shown == [[g["top"][0]["label"], g["top"][0]["probability"]] for g in got]
     assert table.startswith(b"\xef\xbb\xbf")
     csv_rows = list(csv.DictReader(io.StringIO(table[3:].decode("utf-8"))))

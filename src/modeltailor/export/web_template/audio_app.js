@@ -40,7 +40,17 @@
     if (!buffer.length) throw new Error("empty clip (zero samples)");
     const channels = [];
     for (let c = 0; c < buffer.numberOfChannels; c++) channels.push(buffer.getChannelData(c));
-    return { channels, rate: buffer.sampleRate, exact: usable !== null };
+    channels.forEach(A.exactInt16);
+    const notes = [];
+    if (!usable) {
+      notes.push("its sample rate could not be read from its header, so the browser resampled it");
+    }
+    const declared = A.oggSamples(bytes);
+    if (declared && buffer.length < declared) {
+      notes.push("the browser decoded " + buffer.length + " of its " + declared + " samples (its Ogg " +
+        "decoder drops the end)");
+    }
+    return { channels, rate: buffer.sampleRate, notes };
   }
 
   /* Channels at `rate` -> the run's mono samples, as decode_audio makes them. */
@@ -80,9 +90,9 @@
     player.src = URL.createObjectURL(entry.blob);
     $("audio-result").hidden = false;
     const note = $("note");
-    note.hidden = entry.exact;
-    note.textContent = entry.exact ? "" : "The sample rate of " + entry.name + " could not be read " +
-      "from its header, so the browser resampled it: probabilities can differ a little from tailor predict's.";
+    note.hidden = !entry.notes.length;
+    note.textContent = note.hidden ? "" : entry.name + ": " + entry.notes.join("; ") +
+      ", so the probabilities can differ a little from tailor predict's.";
   }
 
   function addRow(entry) {
@@ -111,10 +121,10 @@
   }
 
   /* Classify decoded channels and record the result (the table, the top list, the CSV). */
-  async function classifyChannels(name, channels, rate, blob, exact) {
+  async function classifyChannels(name, channels, rate, blob, notes) {
     const wave = toModelRate(channels, rate);
     const result = await predictWave(wave);
-    const entry = { name, seconds: wave.length / pre.sample_rate, exact, blob, ...result };
+    const entry = { name, seconds: wave.length / pre.sample_rate, notes, blob, ...result };
     results.push(entry);
     addRow(entry);
     show(entry);
@@ -132,7 +142,7 @@
         setBusy("Classifying " + file.name + (files.length > 1 ? " (" + (i + 1) + " of " + files.length + ")" : "") + "\u2026");
         try {
           const d = await decodeFile(file);
-          await classifyChannels(file.name, d.channels, d.rate, file, d.exact);
+          await classifyChannels(file.name, d.channels, d.rate, file, d.notes);
         } catch (err) {
           console.warn(file.name, err);
           failed++;
@@ -264,7 +274,7 @@
       const channels = joinBlocks(r.blocks);
       if (!channels[0].length) throw new Error("the microphone gave no samples");
       const blob = wavBlob(channels[0], r.ctx.sampleRate);
-      const entry = await classifyChannels(name, channels, r.ctx.sampleRate, blob, true);
+      const entry = await classifyChannels(name, channels, r.ctx.sampleRate, blob, []);
       finish(run, name + ": " + entry.seconds.toFixed(1) + " s at " + r.ctx.sampleRate + " Hz, classified.");
     } catch (err) {
       console.error(err);

@@ -86,6 +86,43 @@
     return rate && rate >= 1 && rate <= 768000 ? rate : null;
   }
 
+  /* Ogg: the sample count the file declares (the last page's granule position; for Vorbis
+   * the samples at its own rate), or null. Chromium's decoder drops the end of some Ogg
+   * Vorbis files (the last partial block), which the page then says. */
+  function oggSamples(bytes) {
+    const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    if (b.length < 27 || ascii(b, 0, 4) !== "OggS") return null;
+    if (ascii(b, 27 + b[26], 7) !== "\x01vorbis") return null; // Opus counts at 48 kHz, pre-skip
+    for (let at = b.length - 27; at >= 0; at--) {
+      if (b[at] !== 0x4f || ascii(b, at, 4) !== "OggS") continue;
+      const low = u32le(b, at + 6);
+      const high = u32le(b, at + 10);
+      return high === 0 ? low : null;
+    }
+    return null;
+  }
+
+  /* Samples as libsndfile gives 16-bit PCM: v / 32768. Chromium divides positive values by
+   * 32767 (negative ones by 32768), 3e-5 too loud; a channel whose positive samples are all
+   * multiples of 1/32767 (and not all of 1/32768) is rescaled, in place. Other browsers or
+   * sample formats fail the test and are left alone. */
+  function exactInt16(channel) {
+    let asym = false;
+    for (let i = 0; i < channel.length; i++) {
+      const x = channel[i];
+      if (x <= 0) continue;
+      const a = x * 32767;
+      if (Math.abs(a - Math.round(a)) > 1e-3) return false;
+      const s = x * 32768;
+      if (Math.abs(s - Math.round(s)) > 1e-3) asym = true;
+    }
+    if (!asym) return false;
+    for (let i = 0; i < channel.length; i++) {
+      if (channel[i] > 0) channel[i] = Math.round(channel[i] * 32767) / 32768;
+    }
+    return true;
+  }
+
   /* numpy's float32 `data.mean(axis=1)`: a float32 running sum, then / channels. */
   function downmix(channels) {
     if (channels.length === 1) return Float32Array.from(channels[0]);
@@ -194,5 +231,5 @@
     return Array.from(mean, (v) => v / rows);
   }
 
-  return { nativeRate, downmix, firwinKaiser, resample, clipWindows, meanRows };
+  return { nativeRate, oggSamples, exactInt16, downmix, firwinKaiser, resample, clipWindows, meanRows };
 });

@@ -282,3 +282,21 @@ def test_record_button_classifies_the_microphone(audio_run, fake_microphone_clip
         with_microphone.close()
     assert result["name"] == "recording 1" and result["seconds"] >= 1.2
     assert result["top"][0]["label"] == label == shown, (clip.name, result["top"])
+
+
+# the page is the same for every exportable network; their graphs use other onnxruntime ops
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["baseline", "scratch"], ids=["mfcc", "mel-cnn"])
+def test_mfcc_and_mel_cnn_pages_match_predict_proba(strategy, browser, tmp_path):  # noqa: F811
+    run = tmp_path / strategy
+    train = ["train", str(DIGITS), "--output", str(run), "--quiet", "--strategy", strategy]
+    assert main([*train, "--epochs", "2"]) == 0
+    assert main(["export", str(run), "--format", "web"]) == 0
+    sources = _fsdd_clips()[::3]
+    files = [*sources, *[f for f in _made_clips(tmp_path, sources) if f.suffix != ".ogg"]]
+    want = load_classifier(run).predict_proba(files)
+    page = Page(browser, (run / "export" / "web" / "index.html").as_uri())
+    got = _choose_files(page, files)
+    page.close("file://")
+    for f, g, p in zip(files, got, want, strict=True):
+        assert np.abs(np.asarray(g["probabilities"]) - p).max() <= 1e-3, f.name

@@ -17,6 +17,12 @@ FLAC, Ogg Vorbis/Opus, AIFF), so the browser does not resample; the downmix (mea
 channels) and the resampling (a port of scipy's resample_poly) are done in audio_dsp.js, as
 Python does them. Files whose header the page cannot read are decoded at `FALLBACK_RATE` and
 resampled from there: the page says their probabilities may differ a little.
+
+Two browser decoders differ from libsndfile, measured in Chromium: 16-bit PCM comes out with
+positive samples divided by 32767 instead of 32768 (audio_dsp.js undoes it, after which the
+samples are identical), and Ogg Vorbis files can lose their last partial block (255 of 3,839
+samples on an FSDD clip; the page compares the decoded length with the file's last granule
+position and says so; probabilities then differ by up to ~4e-3 on the runs tested).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ a FLAC, an Ogg Vorbis and a 44.1 kHz one) chosen through the file input must get
 `tailor predict --json`'s top-1 and `predict_proba`'s probabilities within 1e-3 (1e-2 for the
 Ogg, whose end Chromium does not decode, as the page says), from file://
 (and http:// with `make test-slow`); the Record button, with Chromium's fake microphone
-playing a real FSDD clip, must give that clip's label (`make test-slow` too). Needs node, npm
+playing a real FSDD clip, must give that clip's label. Needs node, npm
 (once, for onnxruntime-web), Debian's chromium and playwright: skipped with the reason
 otherwise.
 """
@@ -249,8 +249,6 @@ def fake_microphone_clip(audio_run) -> tuple[Path, str]:
     return candidates[best], truth[best]
 
 
-# with `make test-slow`: the default suite keeps the file:// check (the fixture is most of the cost)
-@pytest.mark.slow
 def test_record_button_classifies_the_microphone(audio_run, fake_microphone_clip, browser):  # noqa: F811
     """Chromium's fake microphone loops a real FSDD clip; over one window of it is recorded.
     (A second Chromium, with the fake device, from the same playwright as `browser`.)"""

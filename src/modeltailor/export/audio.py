@@ -181,7 +181,10 @@ def describe(pre: Any) -> dict[str, Any]:
         "samples are PCM in [-1, 1], mask is 1 over real samples and 0 over padding",
         "sample_rate": pre.sample_rate,
         "channels": "mono: the mean of the channels, after decoding to float in [-1, 1]",
-        "resampling": f"to {pre.sample_rate} Hz before windowing (outside the graph)",
+        "resampling": f"to {pre.sample_rate} Hz before windowing (outside the graph), as "
+        "scipy.signal.resample_poly(mono, up, down) does with the rate ratio reduced to lowest "
+        "terms (its default Kaiser-windowed FIR, beta 5); another resampler moves the "
+        "probabilities a little",
         "window_seconds": pre.window_seconds,
         "window_samples": size,
         "window_overlap": pre.window_overlap,

@@ -1,12 +1,13 @@
 """Web export: a static folder that classifies in the browser with onnxruntime-web.
 
 One page per modality, chosen by the run's config.json: images here, text in
-`modeltailor.export.web_text` (same rules: classic scripts, everything embedded). The image
-page:
+`modeltailor.export.web_text`, audio in `modeltailor.export.web_audio` (same rules: classic
+scripts, everything embedded). The image page:
 
     runs/<name>/export/web/index.html     the page: pick, drop or paste an image, see the top 3
                            app.js          UI and inference
                            preprocess.js   the Python eval preprocessing, re-implemented in JS
+                           page_common.js  what every page shares: runtime set-up, top list, drop
                            app-data.js     labels, preprocessing and title (generated)
                            model.js        the verified export/model.onnx, base64
                            ort.wasm.min.js onnxruntime-web's wasm-only bundle (from npm)
@@ -62,7 +63,7 @@ ORT_WEB_VERSION = "1.30.0"
 ORT_BUNDLE = "ort.wasm.min.js"
 ORT_GLUE = "ort-wasm-simd-threaded.mjs"
 ORT_WASM = "ort-wasm-simd-threaded.wasm"
-TEMPLATE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+TEMPLATE_FILES = ("index.html", "app.js", "preprocess.js", "page_common.js", "style.css")
 TOP_K = 3
 
 
@@ -188,6 +189,10 @@ def export_web(
         from modeltailor.export.web_text import text_page_files
 
         files, details = text_page_files(out_dir, dist, title)
+    elif _modality(run) == "audio":
+        from modeltailor.export.web_audio import audio_page_files
+
+        files, details = audio_page_files(out_dir, dist, title)
     else:
         files, details = _page_files(out_dir, dist, title), _image_details(out_dir)
     _write_folder(out_dir / "web", files)

@@ -5,6 +5,7 @@
                            text_tokenizer.js the run's tokenizer, exact (see text_js)
                            text_windows.js   TextEncoder.encode's windows and their averaging
                            text_side.js      the TF-IDF side head and Python's string rules
+                           page_common.js    what every page shares: runtime set-up, top list, drop
                            tokenizers.js     @huggingface/tokenizers, wrapped as a classic script
                            tokenizer-data.js tokenizer.json, its config and Unicode tables (base64)
                            app-data.js       labels, preprocessing, side head, Python text tables
@@ -52,6 +53,7 @@ TEXT_TEMPLATES = {
     "text_tokenizer.js": "text_tokenizer.js",
     "text_windows.js": "text_windows.js",
     "text_side.js": "text_side.js",
+    "page_common.js": "page_common.js",
 }
 
 _SURROGATES = range(0xD800, 0xE000)

@@ -205,7 +205,7 @@ class AudioModality(Modality):
             example=export_audio.example,
             describe=export_audio.describe,
             dynamic_axes={"samples": {0: "batch"}, "mask": {0: "batch"}},
-            formats=("onnx", "tflite"),
+            formats=("onnx", "tflite", "web"),
             noun=self.noun,
             refuse=export_audio.refusal,
             # networks without a graph writer are still served by PyTorch

@@ -3,48 +3,24 @@
  *
  * Everything arrives through classic <script> tags (no fetch, no module workers), because
  * browsers refuse both for pages opened from file://. The ONNX Runtime wasm binary and the
- * model are base64 inside ort-wasm.js and model.js; the runtime's small ES-module glue is
- * imported from a blob: URL. No request leaves the page at run time.
+ * model are base64 inside ort-wasm.js and model.js; page_common.js starts the runtime on them.
+ * No request leaves the page at run time.
  */
 (function () {
   "use strict";
 
+  const P = window.ModeltailorPage;
   const app = window.MODELTAILOR_APP;
-  const $ = (id) => document.getElementById(id);
+  const $ = P.$;
+  const setStatus = P.setStatus;
   let session = null;
   let runs = 0;
 
-  function base64Bytes(text) {
-    if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text);
-    const binary = atob(text);
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    return bytes;
-  }
-
-  function setStatus(state, text) {
-    const status = $("status");
-    status.dataset.state = state;
-    status.textContent = text;
-    document.body.dataset.state = state;
-  }
-
-  /* Single-threaded wasm: threads need cross-origin isolation, which file:// never has. */
-  async function createSession() {
-    const runtime = window.MODELTAILOR_ORT_WASM;
-    const glue = URL.createObjectURL(new Blob([runtime.mjs], { type: "text/javascript" }));
-    ort.env.wasm.numThreads = 1;
-    ort.env.wasm.proxy = false;
-    ort.env.wasm.wasmBinary = base64Bytes(runtime.wasm);
-    ort.env.wasm.wasmPaths = { mjs: glue };
-    const model = base64Bytes(window.MODELTAILOR_MODEL);
-    window.MODELTAILOR_MODEL = null; // the decoded bytes are all the session needs
-    runtime.wasm = null;
-    try {
-      return await ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
-    } finally {
-      URL.revokeObjectURL(glue);
-    }
+  /* The model is one base64 string (model.js); the decoded bytes are all the session needs. */
+  function createSession() {
+    const model = P.base64Bytes(window.MODELTAILOR_MODEL);
+    window.MODELTAILOR_MODEL = null;
+    return P.createSession(model);
   }
 
   /* Pixels exactly as the file stores them: EXIF orientation applied, no colour management. */
@@ -64,58 +40,17 @@
     return { rgba: image.data, width: image.width, height: image.height };
   }
 
-  function softmax(logits) {
-    let max = -Infinity;
-    for (const v of logits) max = Math.max(max, v);
-    const exps = Array.from(logits, (v) => Math.exp(v - max));
-    const total = exps.reduce((a, b) => a + b, 0);
-    return exps.map((v) => v / total);
-  }
-
   async function predict(rgba, width, height) {
     const x = ModelTailorPreprocess.preprocess(rgba, width, height, app.preprocessing);
     const input = new ort.Tensor("float32", x.tensor, [1, 3, x.size, x.size]);
     const output = await session.run({ [session.inputNames[0]]: input });
     const logits = Array.from(output[session.outputNames[0]].data);
-    const probabilities = softmax(logits);
-    const order = probabilities.map((p, i) => i).sort((a, b) => probabilities[b] - probabilities[a]);
-    const top = order.slice(0, app.top_k).map((i) => ({
-      label: app.labels[i],
-      probability: probabilities[i],
-    }));
-    return { top, logits, probabilities };
-  }
-
-  function percent(p) {
-    if (p < 0.0005) return "<0.1%";
-    if (p > 0.9995) return ">99.9%";
-    return (100 * p).toFixed(1) + "%";
+    const probabilities = P.softmax(logits);
+    return { top: P.topK(app.labels, probabilities, app.top_k), logits, probabilities };
   }
 
   function render(file, top) {
-    const list = $("predictions");
-    list.replaceChildren(
-      ...top.map((t, rank) => {
-        const li = document.createElement("li");
-        li.className = "prediction";
-        li.dataset.rank = String(rank + 1);
-        li.dataset.label = t.label;
-        li.dataset.probability = String(t.probability);
-        const label = document.createElement("span");
-        label.className = "label";
-        label.textContent = t.label;
-        const pct = document.createElement("span");
-        pct.className = "pct";
-        pct.textContent = percent(t.probability);
-        const bar = document.createElement("span");
-        bar.className = "bar";
-        const fill = document.createElement("span");
-        fill.style.width = (100 * t.probability).toFixed(2) + "%";
-        bar.append(fill);
-        li.append(label, pct, bar);
-        return li;
-      })
-    );
+    P.renderTop($("predictions"), top);
     $("filename").textContent = file.name;
     $("result").hidden = false;
   }
@@ -169,21 +104,7 @@
   }
 
   function wireInputs() {
-    const drop = $("drop");
-    $("file").addEventListener("change", (e) => classify(e.target.files[0]));
-    drop.addEventListener("dragover", (e) => {
-      e.preventDefault();
-      drop.classList.add("over");
-    });
-    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (e) => {
-      e.preventDefault();
-      drop.classList.remove("over");
-      classify(e.dataTransfer.files[0]);
-    });
-    // Dropping beside the target must not navigate away from the page.
-    window.addEventListener("dragover", (e) => e.preventDefault());
-    window.addEventListener("drop", (e) => e.preventDefault());
+    P.wireDrop($("drop"), $("file"), (files) => classify(files[0]));
     window.addEventListener("paste", (e) => {
       const item = [...e.clipboardData.items].find((i) => i.type.startsWith("image/"));
       if (item) classify(item.getAsFile());

@@ -15,64 +15,19 @@
 (function () {
   "use strict";
 
+  const P = window.ModeltailorPage;
   const app = window.MODELTAILOR_APP;
   const pre = app.preprocessing;
-  const $ = (id) => document.getElementById(id);
+  const $ = P.$;
+  const setStatus = P.setStatus;
   let session = null;
   let tokenizer = null;
   let runs = 0;
   let table = null; // the dropped CSV: {name, columns, rows, column, results}
 
-  function base64Bytes(text) {
-    if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text);
-    const binary = atob(text);
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    return bytes;
-  }
-
-  function setStatus(state, text) {
-    const status = $("status");
-    status.dataset.state = state;
-    status.textContent = text;
-    document.body.dataset.state = state;
-  }
-
-  /* The model's base64 parts, decoded into one buffer (each part is dropped once decoded). */
-  function modelBytes() {
-    const parts = window.MODELTAILOR_MODEL_PARTS;
-    const model = new Uint8Array(app.model_bytes);
-    let at = 0;
-    for (let i = 0; i < parts.length; i++) {
-      const bytes = base64Bytes(parts[i]);
-      parts[i] = null;
-      model.set(bytes, at);
-      at += bytes.length;
-    }
-    window.MODELTAILOR_MODEL_PARTS = null;
-    if (at !== model.length) throw new Error("the embedded model is incomplete (" + at + " bytes)");
-    return model;
-  }
-
-  /* Single-threaded wasm: threads need cross-origin isolation, which file:// never has. */
-  async function createSession() {
-    const runtime = window.MODELTAILOR_ORT_WASM;
-    const glue = URL.createObjectURL(new Blob([runtime.mjs], { type: "text/javascript" }));
-    ort.env.wasm.numThreads = 1;
-    ort.env.wasm.proxy = false;
-    ort.env.wasm.wasmBinary = base64Bytes(runtime.wasm);
-    ort.env.wasm.wasmPaths = { mjs: glue };
-    runtime.wasm = null;
-    try {
-      return await ort.InferenceSession.create(modelBytes(), { executionProviders: ["wasm"] });
-    } finally {
-      URL.revokeObjectURL(glue);
-    }
-  }
-
   /* The run's tokenizer, checked against what the export wrote down about it. */
   function loadTokenizer() {
-    const json = new TextDecoder().decode(base64Bytes(window.MODELTAILOR_TOKENIZER));
+    const json = new TextDecoder().decode(P.base64Bytes(window.MODELTAILOR_TOKENIZER));
     window.MODELTAILOR_TOKENIZER = null;
     const tok = ModeltailorTokenizer.loadTokenizer(TokenizersJS.Tokenizer, JSON.parse(json));
     const prefix = ModeltailorTextWindows.stablePrefixIds(tok, pre.prefix || "");
@@ -84,14 +39,6 @@
       if (tok.token_to_id(special.token) !== special.id) throw new Error("the tokenizer has no " + special.token);
     }
     return tok;
-  }
-
-  function softmax(logits) {
-    let max = -Infinity;
-    for (const v of logits) max = Math.max(max, v);
-    const exps = Array.from(logits, (v) => Math.exp(v - max));
-    const total = exps.reduce((a, b) => a + b, 0);
-    return exps.map((v) => v / total);
   }
 
   /* Logits of some windows: padded rows in batches of app.window_batch. */
@@ -130,9 +77,8 @@
       const side = ModeltailorTfidf.sideLogits(app.tfidf_side, app.python, text);
       logits = logits.map((v, i) => v + side[i]);
     }
-    const probabilities = softmax(logits);
-    const order = probabilities.map((p, i) => i).sort((a, b) => probabilities[b] - probabilities[a]);
-    const top = order.slice(0, app.top_k).map((i) => ({ label: app.labels[i], probability: probabilities[i] }));
+    const probabilities = P.softmax(logits);
+    const top = P.topK(app.labels, probabilities, app.top_k);
     return { labels: app.labels, logits, probabilities, top, windows: windows.length };
   }
 
@@ -148,35 +94,8 @@
     return out;
   }
 
-  function percent(p) {
-    if (p < 0.0005) return "<0.1%";
-    if (p > 0.9995) return ">99.9%";
-    return (100 * p).toFixed(1) + "%";
-  }
-
   function render(top) {
-    $("predictions").replaceChildren(
-      ...top.map((t, rank) => {
-        const li = document.createElement("li");
-        li.className = "prediction";
-        li.dataset.rank = String(rank + 1);
-        li.dataset.label = t.label;
-        li.dataset.probability = String(t.probability);
-        const label = document.createElement("span");
-        label.className = "label";
-        label.textContent = t.label;
-        const pct = document.createElement("span");
-        pct.className = "pct";
-        pct.textContent = percent(t.probability);
-        const bar = document.createElement("span");
-        bar.className = "bar";
-        const fill = document.createElement("span");
-        fill.style.width = (100 * t.probability).toFixed(2) + "%";
-        bar.append(fill);
-        li.append(label, pct, bar);
-        return li;
-      })
-    );
+    P.renderTop($("predictions"), top);
     $("text-result").hidden = false;
   }
 
@@ -312,7 +231,7 @@
       tr.className = "row";
       tr.dataset.label = result.top[0].label;
       tr.dataset.probability = String(result.top[0].probability);
-      cells.push(result.top[0].label, percent(result.top[0].probability));
+      cells.push(result.top[0].label, P.percent(result.top[0].probability));
     } else {
       tr.className = "row skipped";
       cells.push("(empty text: skipped)", "");
@@ -326,36 +245,24 @@
     return tr;
   }
 
-  function csvField(value) {
-    const s = String(value);
-    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
-  }
-
   /* The rows as read, plus label and probability (predicted_ when the file has either), as
-   * `tailor predict FILE.csv` writes them; empty rows are left out, as it does. UTF-8 with a
-   * BOM, so Excel reads Japanese correctly. */
+   * `tailor predict FILE.csv` writes them; empty rows are left out, as it does (saved as UTF-8
+   * with a BOM by P.downloadCsv, so Excel reads Japanese correctly). */
   function resultsCsv(t) {
     const clash = t.columns.some((c) => ["label", "probability"].includes(c.toLowerCase()));
     const extra = clash ? ["predicted_label", "predicted_probability"] : ["label", "probability"];
-    const lines = [[...t.columns, ...extra].map(csvField).join(",")];
+    const lines = [[...t.columns, ...extra].map(P.csvField).join(",")];
     t.rows.forEach((row, i) => {
       const r = t.results[i];
       if (!r) return;
       const fields = t.columns.map((c) => row[c]);
-      lines.push([...fields, r.top[0].label, r.top[0].probability.toFixed(6)].map(csvField).join(","));
+      lines.push([...fields, r.top[0].label, r.top[0].probability.toFixed(6)].map(P.csvField).join(","));
     });
-    return "\ufeff" + lines.join("\r\n") + "\r\n";
+    return lines.join("\r\n") + "\r\n";
   }
 
   function download() {
-    const blob = new Blob([resultsCsv(table)], { type: "text/csv;charset=utf-8" });
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = table.name.replace(/\.(csv|tsv|txt)$/i, "") + "-predictions.csv";
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    P.downloadCsv(resultsCsv(table), table.name.replace(/\.(csv|tsv|txt)$/i, "") + "-predictions.csv");
   }
 
   async function openCsv(file) {
@@ -397,18 +304,7 @@
         classifyBox();
       }
     });
-    const drop = $("drop");
-    $("csv").addEventListener("change", (e) => openCsv(e.target.files[0]));
-    drop.addEventListener("dragover", (e) => {
-      e.preventDefault();
-      drop.classList.add("over");
-    });
-    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (e) => {
-      e.preventDefault();
-      drop.classList.remove("over");
-      openCsv(e.dataTransfer.files[0]);
-    });
+    P.wireDrop($("drop"), $("csv"), (files) => openCsv(files[0]));
     $("column").addEventListener("change", (e) => {
       if (!table) return;
       table.column = e.target.value;
@@ -416,9 +312,6 @@
       classifyTable();
     });
     $("download").addEventListener("click", download);
-    // Dropping beside the target must not navigate away from the page.
-    window.addEventListener("dragover", (e) => e.preventDefault());
-    window.addEventListener("drop", (e) => e.preventDefault());
   }
 
   function describe() {
@@ -435,7 +328,7 @@
   window.ModeltailorTextApp = { classifyTexts, resultsCsv: () => table && resultsCsv(table) };
   const ready = (async () => {
     tokenizer = loadTokenizer();
-    session = await createSession();
+    session = await P.createSession(P.modelBytes(app.model_bytes));
   })().then(
     () => {
       if ($("status").dataset.state === "loading") setStatus("ready", "Ready: type a text or drop a CSV.");

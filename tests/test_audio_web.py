@@ -298,3 +298,21 @@ def test_mfcc_and_mel_cnn_pages_match_predict_proba(strategy, browser, tmp_path)
     page.close("file://")
     for f, g, p in zip(files, got, want, strict=True):
         assert np.abs(np.asarray(g["probabilities"]) - p).max() <= 1e-3, f.name
+
+
+def test_the_default_audio_run_speech_embedding_gets_a_page(browser, tmp_path):  # noqa: F811
+    """A plain `tailor train clips/` probes speech-embedding, an ONNX graph the export chains
+    in a Loop: onnxruntime-web runs that graph and the page gives predict_proba."""
+    run = tmp_path / "default"
+    assert main(["train", str(DIGITS), "--output", str(run), "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text(encoding="utf-8"))["backbone"] == (
+        "speech-embedding"
+    )
+    assert main(["export", str(run), "--format", "web"]) == 0
+    files = _fsdd_clips()[:6]
+    want = load_classifier(run).predict_proba(files)
+    page = Page(browser, (run / "export" / "web" / "index.html").as_uri())
+    got = _choose_files(page, files)
+    page.close("file://")
+    for f, g, p in zip(files, got, want, strict=True):
+        assert np.abs(np.asarray(g["probabilities"]) - p).max() <= 1e-3, f.name

@@ -76,6 +76,7 @@ class TailoredClassifier(BaseEstimator):
         augment: str | bool = "default",
         window_seconds: float | None = None,
         combine_tfidf: bool = True,
+        time_limit: float | None = None,
     ) -> None:
         self.backbone = backbone
         self.strategy = strategy
@@ -99,6 +100,9 @@ class TailoredClassifier(BaseEstimator):
         self.augment = augment
         self.window_seconds = window_seconds
         self.combine_tfidf = combine_tfidf
+        #: Seconds a trained strategy may train (None: no limit): it stops at the limit and
+        #: keeps its best validation epoch so far (`--strategy auto` gives it what is left).
+        self.time_limit = time_limit
 
     @property
     def modality_(self) -> Modality:
@@ -121,6 +125,7 @@ class TailoredClassifier(BaseEstimator):
             precision=self.precision,
             verbose=self.verbose,
             augment=self._augment(),
+            max_seconds=self.time_limit,
         )
 
     def _augment(self) -> str:

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "`tailor doctor` writes), before splitting; the files themselves are not touched",
     )
     _add_training_options(t)
+    t.add_argument(
+        "--budget",
+        metavar="TIME",
+        help="with --strategy auto: the time it may take, e.g. 10m, 90s, 1h (default: no "
+        "limit); trained strategies stop at it, what does not fit is skipped and listed",
+    )
     t.set_defaults(func=cmd_train)
 
     dr = sub.add_parser(
@@ -197,7 +203,9 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
         "--strategy",
         default=DEFAULT_STRATEGY,
         help="linear-probe | fine-tune | full | scratch | lora | baseline (text, audio) | "
-        "few-shot (text) (default %(default)s)",
+        "few-shot (text) | auto (train: the baseline, a probe on every installed backbone, "
+        "then a trained strategy on the best, under --budget; the best on validation wins) "
+        "(default %(default)s)",
     )
     t.add_argument(
         "--backbone",
@@ -342,29 +350,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         identity = run_identity(modality.name, args.backbone, args.strategy, train)
         check_same_run(RunDir(run_path), identity)  # before anything there is replaced
     report_skipped(data.skipped)
-    clf = classifier_class(modality.name)(
-        backbone=args.backbone,
-        strategy=args.strategy,
-        weights=args.weights,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        patience=args.patience,
-        unfreeze=_unfreeze(args.unfreeze),
-        head_epochs=args.head_epochs,
-        augment=args.augment or "default",
-        devices=_devices(args.devices),
-        distributed=args.distributed,
-        precision=args.precision,
-        output=run_path,
-        resume=args.resume,
-        verbose=not args.quiet,
-        **modality.estimator_options(args),
-    )
+
+    def make(**chosen: Any):
+        """The estimator the command line describes, with `chosen` settings over it."""
+        options: dict[str, Any] = {
+            "backbone": args.backbone,
+            "strategy": args.strategy,
+            "weights": args.weights,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "num_workers": args.num_workers,
+            "seed": args.seed,
+            "patience": args.patience,
+            "unfreeze": _unfreeze(args.unfreeze),
+            "head_epochs": args.head_epochs,
+            "augment": args.augment or "default",
+            "devices": _devices(args.devices),
+            "distributed": args.distributed,
+            "precision": args.precision,
+            "output": run_path,
+            "resume": args.resume,
+            "verbose": not args.quiet,
+            **modality.estimator_options(args),
+        }
+        return classifier_class(modality.name)(**{**options, **chosen})
+
     started = time.perf_counter()
-    clf.fit(train, val)
+    if args.strategy == "auto":
+        clf = _auto_select(args, modality, make, train, val)
+    else:
+        clf = make()
+        clf.fit(train, val)
     if not clf.is_main_process_:
         return 0  # DDP worker: rank 0 evaluates and writes the run
     seconds = time.perf_counter() - started
@@ -389,9 +406,62 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         clf.splits_["test"] = split_record(test)
     run = clf.save(run_path, metrics)
+    if "auto" in clf.fit_info_:
+        _print_leaderboard(clf.fit_info_["auto"])
     _print_train_summary(clf, metrics, run.path, seconds)
     _write_report_files(run.path, predictions, clf.classes_)
     return 0
+
+
+def _auto_select(args: argparse.Namespace, modality, make, train, val):
+    """`--strategy auto`: the leaderboard's winner, fitted; the leaderboard in its fit info."""
+    from modeltailor.auto import AutoSearch, parse_budget
+
+    if args.resume or args.backbone or args.weights:
+        raise ModelTailorError(
+            "--strategy auto chooses the backbone and trains from scratch: drop "
+            "--resume, --backbone and --weights (or pick a strategy yourself)"
+        )
+    budget = parse_budget(args.budget)
+
+    def progress(stage, elapsed: float) -> None:
+        if args.quiet:
+            return
+        what = f"{stage.strategy}" + (f" on {stage.backbone}" if stage.backbone else "")
+        f1 = stage.val_macro_f1
+        score = f": validation macro-F1 {f1:.3f}" if f1 is not None else ""
+        line = f"[{elapsed:5.0f} s] {escape(what)}{score} ({escape(stage.status)})"
+        out.print(line, highlight=False)
+
+    # candidates train quietly, checkpointing in a temporary folder (the run folder is the
+    # winner's alone)
+    search = AutoSearch(
+        lambda **kw: make(**kw, verbose=False, output=None), modality.name, budget, progress
+    )
+    clf, summary = search.run(train, val)
+    clf.fit_info_["auto"] = summary
+    return clf
+
+
+def _print_leaderboard(summary: dict[str, Any]) -> None:
+    budget = summary["budget_seconds"]
+    limit = f" of a {budget:.0f}-s budget" if budget else ""
+    title = f"--strategy auto: {summary['seconds']:.0f} s{limit}, ranked by {summary['scored_by']}"
+    table = Table(title=title)
+    for col in ("", "strategy", "backbone", "val macro-F1", "val accuracy", "seconds", "status"):
+        table.add_column(col, justify="right" if col.startswith(("val", "sec")) else "left")
+    for row in summary["leaderboard"]:
+        f1, acc, sec = row["val_macro_f1"], row["val_accuracy"], row["train_seconds"]
+        table.add_row(
+            "*" if row["chosen"] else "",
+            row["strategy"],
+            row["backbone"] or "-",
+            f"{f1:.3f}" if f1 is not None else "-",
+            f"{acc:.3f}" if acc is not None else "-",
+            f"{sec:.1f}" if sec is not None else "-",
+            escape(row["status"]),
+        )
+    out.print(table)
 
 
 def _apply_exclude(args: argparse.Namespace, data) -> dict[str, Any]:

@@ -170,6 +170,31 @@ TEMPLATE = """<!doctype html>
   {% else %}<p class="muted">Not drawn: {{ f.why }}</p>{% endif %}
 {%- endmacro %}
 
+{% set auto = (cfg.get("fit") or {}).get("auto") %}
+{% if auto %}
+<section id="auto">
+  <h2>How this model was chosen <span class="muted">(--strategy auto)</span></h2>
+  <p class="muted">Cheapest first, in {{ "%.0f" | format(auto.seconds) }} s
+    {%- if auto.budget_seconds %} of a {{ "%.0f" | format(auto.budget_seconds) }}-s budget
+    {%- endif %}; ranked by
+    {{ auto.scored_by }} (the test split was not looked at); the chosen row is marked.</p>
+  <table>
+    <tr><th></th><th>strategy</th><th>backbone</th><th>val macro-F1</th><th>val accuracy</th>
+      <th>seconds</th><th>status</th></tr>
+    {% for row in auto.leaderboard %}
+    <tr{% if row.chosen %} class="chosen"{% endif %}>
+      <td>{{ "&#9733;" | safe if row.chosen else "" }}</td><td>{{ row.strategy }}</td>
+      <td>{{ row.backbone or "-" }}</td>
+      <td>{{ "%.3f" | format(row.val_macro_f1) if row.val_macro_f1 is not none else "-" }}</td>
+      <td>{{ "%.3f" | format(row.val_accuracy) if row.val_accuracy is not none else "-" }}</td>
+      <td>{{ "%.1f" | format(row.train_seconds) if row.train_seconds is not none else "-" }}</td>
+      <td>{{ row.status }}</td>
+    </tr>
+    {% endfor %}
+  </table>
+</section>
+{% endif %}
+
 <section id="learning-curves">
   <h2>Learning curves</h2>
   {% if cfg.strategy == "linear-probe" %}

@@ -15,6 +15,7 @@ Runs on the same Lightning Trainer as every strategy; only the objective differs
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import lightning as L
@@ -115,6 +116,7 @@ def tune_contrastive(
     with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
+            max_time=timedelta(seconds=settings.max_seconds) if settings.max_seconds else None,
             accelerator=settings.accelerator,
             devices=1,
             logger=False,

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class TrainSettings:
     verbose: bool = True
     #: How much training inputs vary (modalities.AUGMENT_LEVELS); the estimator resolves it.
     augment: str = "default"
+    #: Wall-clock limit of the training loop (Lightning's max_time); None: none.
+    max_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,6 +101,7 @@ def train_network(
     with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
+            max_time=timedelta(seconds=settings.max_seconds) if settings.max_seconds else None,
             accumulate_grad_batches=accumulate,
             accelerator=settings.accelerator,
             devices=settings.devices,

@@ -9,7 +9,7 @@ import numpy as np
 
 from modeltailor.strategies.base import FitContext, FitResult, Strategy, register_strategy
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
-from modeltailor.training.heads import C_GRID, fit_logreg_head
+from modeltailor.training.heads import C_GRID, fit_logreg_head, stack_groups
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,9 @@ class LinearProbe(Strategy):
 
 
 def probe_head(model, train, val, context: FitContext) -> FitResult:
-    """Embed (cached), choose the regularisation on validation data, fit the head.
-
-    Without a validation split the choice is made by stratified cross-validation on the
-    training data. The result holds the datasets minus files that failed to decode.
+    """Embed (cached), choose the regularisation by stratified k-fold cross-validation over
+    the train + validation embeddings (grouped when the data carry groups), fit the head on
+    the training data. The result holds the datasets minus files that failed to decode.
     """
     pre, settings = context.pre, context.settings
     cache = EmbeddingCache(context.spec, pre)
@@ -37,6 +36,7 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
         )
         val = val.without(bad_val) if bad_val else val
     y_val = np.asarray(val.labels) if val is not None and len(val) else None
+    n_val = 0 if y_val is None else len(y_val)
     fitted = fit_logreg_head(
         model,
         x_train,
@@ -47,6 +47,8 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
         settings,
         C_GRID,
         scale=True,
+        cv=True,
+        groups=stack_groups(train, val, len(train), n_val),
     )
     info = {
         "head": "logistic regression (L2) on standardised embeddings, folded into the linear head",
@@ -55,10 +57,20 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
         "embedding_cache": str(cache.dir),
         "embedded_items": len(cache),
         "class_weights": "balanced" if fitted["balanced"] else None,
+        "selection": selection_record(fitted, "embeddings"),
     }
     rows = fitted["rows"]
     features = (x_train, x_val)
     return FitResult(rows, info, features=features, head_choice=fitted, train=train, val=val)
+
+
+def selection_record(fitted: dict, name: str) -> dict:
+    """config.json's `fit.selection`: how the choice was made and every candidate's scores."""
+    cv = fitted["cv"]
+    keep = ("method", "folds", "grouped", "examples", "score")
+    rows = [{"candidate": name, **{k: v for k, v in r.items() if k != "selected_by"}}
+            for r in fitted["rows"]]  # fmt: skip
+    return {**{k: cv[k] for k in keep}, "candidates": rows, "chosen": name}
 
 
 LINEAR_PROBE = register_strategy(

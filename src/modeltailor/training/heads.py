@@ -122,15 +122,42 @@ def fit_head(x, y, c, balanced, n_classes, scale=True) -> tuple[np.ndarray, np.n
 
 
 def fit_logreg_head(
-    model: TailoredModel, x_train, y_train, x_val, y_val, n_classes, settings, grid, scale
+    model: TailoredModel,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    n_classes,
+    settings,
+    grid,
+    scale,
+    *,
+    cv: bool = False,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Choose C, fit, copy into `model`'s Linear head; returns what config.json records."""
+    """Choose C, fit on the training data, copy into `model`'s Linear head; returns what
+    config.json records.
+
+    `cv=True`: C is chosen by stratified k-fold cross-validation over train + validation
+    (`groups`, one per row of both stacked, keeps each group within one fold), scored by
+    macro-F1 then log-loss; the returned `cv` entry holds the folds so that other candidates
+    (side features, the baseline alone) are scored on the very same folds. Otherwise C is
+    chosen on the validation data (or by CV on train when there is none), as before.
+    """
     balanced = class_weight_vector(list(y_train), n_classes, settings.class_weights) is not None
-    rows, best = choose_c(
-        x_train, y_train, x_val, y_val, n_classes, balanced, settings.seed, grid, scale
-    )
+    cv_data = None
+    if cv:
+        x_all, y_all = stack_rows(x_train, x_val), stack_labels(y_train, y_val)
+        over = "train + validation" if len(y_all) > len(y_train) else "train"
+        folds, record = cv_folds(y_all, groups, settings.seed, over)
+        rows, best = choose_c_cv(x_all, y_all, folds, n_classes, balanced, grid, scale, over)
+        cv_data = {**record, "x": x_all, "y": y_all, "indices": folds}
+    else:
+        rows, best = choose_c(
+            x_train, y_train, x_val, y_val, n_classes, balanced, settings.seed, grid, scale
+        )
     install_head(model, *fit_head(x_train, y_train, best["C"], balanced, n_classes, scale))
-    return {
+    out = {
         "rows": rows,
         "C": best["C"],
         "selected_by": best["selected_by"],
@@ -138,6 +165,110 @@ def fit_logreg_head(
         "log_loss": best["log_loss"],
         "balanced": balanced,
     }
+    if cv_data is not None:
+        out["macro_f1"] = best["macro_f1"]
+        out["cv"] = cv_data
+    return out
+
+
+# -- cross-validated selection (issue 19) -----------------------------------------------------
+#: Folds of the cross-validation that chooses closed-form heads (fewer when a class is smaller).
+CV_FOLDS = 5
+
+
+def stack_rows(x_train, x_val):
+    """Training rows, then validation rows (dense or sparse); `x_val` may be None."""
+    if x_val is None or x_val.shape[0] == 0:
+        return x_train
+    import scipy.sparse as sp
+
+    if sp.issparse(x_train):
+        return sp.vstack([x_train, x_val]).tocsr()
+    return np.concatenate([np.asarray(x_train), np.asarray(x_val)])
+
+
+def stack_labels(y_train, y_val) -> np.ndarray:
+    y = np.asarray(y_train)
+    return y if y_val is None or len(y_val) == 0 else np.concatenate([y, np.asarray(y_val)])
+
+
+def stack_groups(train, val, n_train: int, n_val: int) -> np.ndarray | None:
+    """One group per stacked row when the datasets carry groups (audio `--group-by`)."""
+    g_train = getattr(train, "groups", None)
+    g_val = getattr(val, "groups", None) if val is not None else None
+    if g_train is None or (n_val and g_val is None):
+        return None
+    groups = list(g_train)[:n_train] + (list(g_val)[:n_val] if n_val else [])
+    return np.asarray(groups) if len(groups) == n_train + n_val else None
+
+
+def cv_folds(
+    y: np.ndarray, groups: np.ndarray | None, seed: int, over: str = "train + validation"
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Stratified k-fold (k = 5, capped by the smallest class), grouped when `groups` holds
+    at least k distinct groups; the same folds score every candidate."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    present = np.bincount(y)
+    k = int(min(CV_FOLDS, present[present > 0].min()))
+    if k < 2:
+        raise ModelTailorError("every class needs at least 2 examples in train + validation")
+    grouped = groups is not None and len(set(groups.tolist())) >= 2
+    if grouped:
+        k = min(k, len(set(groups.tolist())))
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        folds = [(tr, te) for tr, te in splitter.split(np.zeros(len(y)), y, groups) if len(te)]
+    else:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+        folds = list(splitter.split(np.zeros(len(y)), y))
+    how = f"{'grouped ' if grouped else ''}stratified {len(folds)}-fold cross-validation"
+    record = {
+        "method": f"{how} over {over}",
+        "folds": len(folds),
+        "grouped": bool(grouped),
+        "examples": int(len(y)),
+        "score": "macro-F1 (mean over folds), then log-loss",
+    }
+    return folds, record
+
+
+def cv_score(x, y, folds, c, balanced, n_classes, scale=True) -> dict[str, float]:
+    """Mean macro-F1, accuracy and log-loss over the folds of one candidate."""
+    from sklearn.metrics import f1_score, log_loss
+
+    f1s, accs, losses = [], [], []
+    for tr, te in folds:
+        pipe = _scaled_fit(x[tr], y[tr], c, balanced, scale)
+        proba = _full_proba(pipe, x[te], n_classes)
+        pred = proba.argmax(1)
+        f1s.append(f1_score(y[te], pred, labels=sorted(set(y[te])), average="macro"))
+        accs.append(float((pred == y[te]).mean()))
+        losses.append(float(log_loss(y[te], proba, labels=list(range(n_classes)))))
+    return {
+        "macro_f1": round(float(np.mean(f1s)), 9),
+        "accuracy": round(float(np.mean(accs)), 9),
+        "log_loss": float(np.mean(losses)),
+    }
+
+
+def cv_key(row: dict[str, Any]) -> tuple[float, float]:
+    """What a cross-validated choice maximises: macro-F1, then lower log-loss."""
+    return (row["macro_f1"], -row["log_loss"])
+
+
+def choose_c_cv(
+    x, y, folds, n_classes, balanced, grid=C_GRID, scale=True, over="train + validation"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every C scored on the same folds; the best by macro-F1, then log-loss."""
+    how = f"cross-validation ({len(folds)} folds, {over})"
+    rows = [
+        {"C": c, **cv_score(x, y, folds, c, balanced, n_classes, scale), "selected_by": how}
+        for c in grid
+    ]
+    best = max(rows, key=cv_key)
+    for r in rows:
+        r["chosen"] = r is best
+    return rows, best
 
 
 def fit_fixed_head(model: TailoredModel, x_train, y_train, n_classes, settings, c: float):

@@ -3,13 +3,23 @@ stratified k-fold cross-validation over train + validation, never touching test 
 
 from __future__ import annotations
 
+import csv
+import json
+import random
+
 import numpy as np
 
-from modeltailor import TextClassifier, load_text
-from modeltailor.cli import example_folder
+from modeltailor import TextClassifier, load_classifier, load_text
+from modeltailor.cli import example_folder, main
 from modeltailor.training.heads import C_GRID, cv_folds
 
 EN = example_folder().parent / "text" / "tickets_en.csv"
+
+
+def _write(path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
 
 
 def test_probe_chooses_c_by_cross_validation_over_train_and_validation():
@@ -25,6 +35,12 @@ def test_probe_chooses_c_by_cross_validation_over_train_and_validation():
     chosen = next(r for r in sel["candidates"] if r["chosen"])
     assert chosen["candidate"] == sel["chosen"]
     assert clf.fit_info_["selected_by"].startswith("cross-validation (5 folds")
+    # text: the side features and the baseline alone were candidates on the same folds
+    names = {r["candidate"] for r in sel["candidates"]}
+    assert names == {"embeddings", "embeddings + TF-IDF", "TF-IDF baseline alone"}
+    assert sel["baseline"]["macro_f1"] == sel["best_per_candidate"]["TF-IDF baseline alone"][
+        "macro_f1"
+    ]
 
 
 def test_folds_are_stratified_capped_by_the_smallest_class_and_grouped():
@@ -37,3 +53,51 @@ def test_folds_are_stratified_capped_by_the_smallest_class_and_grouped():
     assert record["grouped"] and record["folds"] == len(folds) >= 2
     for tr, te in folds:
         assert not set(groups[tr]) & set(groups[te])  # a speaker never on both sides
+
+
+def test_poisoned_test_labels_do_not_change_the_choice(tmp_path):
+    """The test split is never part of the cross-validation: scrambling its labels leaves
+    every candidate's score and the choice as they were."""
+    rows = list(csv.reader(EN.open(encoding="utf-8")))[1:]
+    random.Random(0).shuffle(rows)
+    test = rows[:9]
+    labels = sorted({r[1] for r in rows})
+    poisoned = [(t, labels[(labels.index(y) + 1) % len(labels)]) for t, y in test]
+    selections = []
+    for name, test_rows in (("clean", test), ("poisoned", poisoned)):
+        folder = tmp_path / name
+        _write(folder / "train.csv", rows[9:30])
+        _write(folder / "val.csv", rows[30:])
+        _write(folder / "test.csv", test_rows)
+        run = tmp_path / f"run-{name}"
+        assert main(["train", str(folder), "--output", str(run), "--quiet"]) == 0
+        cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        selections.append(cfg["fit"]["selection"])
+    assert selections[0]["examples"] == len(rows) - 9
+    assert selections[0] == selections[1]
+
+
+def test_text_where_the_baseline_clearly_wins_is_chosen_and_saves(tmp_path):
+    """Classes told apart only by a product code among 40 random made-up words: the
+    embedding barely sees it, TF-IDF sees nothing else, and the baseline alone is chosen."""
+    rng = random.Random(0)
+    rows = []
+    for i in range(80):
+        code = ("zq7x", "zq9x")[i % 2]
+        # each filler word occurs once: TF-IDF drops it (min_df=2), the embedding reads it
+        words = ["".join(rng.choice("bcdfghklmnprstvz") for _ in range(7)) for _ in range(40)]
+        words.insert(rng.randrange(41), code)
+        rows.append((" ".join(words), code))
+    _write(tmp_path / "codes.csv", rows)
+    train, val, test = load_text(tmp_path / "codes.csv").split(0.6, 0.2, 0.2, seed=0)
+    clf = TextClassifier(strategy="linear-probe", verbose=False).fit(train, val)
+    sel = clf.fit_info_["selection"]
+    best = sel["best_per_candidate"]
+    assert best["embeddings"]["macro_f1"] < 0.8, best
+    assert sel["chosen"] == "TF-IDF baseline alone", best
+    assert clf.fit_info_["tfidf_side"]["kept"] == "TF-IDF baseline alone"
+    assert clf.score(test) >= 0.95
+    again = load_classifier(clf.save(tmp_path / "run").path)
+    np.testing.assert_allclose(
+        clf.predict_proba(test.texts), again.predict_proba(test.texts), atol=1e-5
+    )

@@ -263,10 +263,18 @@ def test_compare_baseline_against_probe_on_text(tmp_path, capsys):
 
 
 def test_tfidf_side_features_are_kept_only_when_they_win(tmp_path):
-    """Classes told apart only by a product code: the embedding barely sees it, TF-IDF does,
-    so the probe keeps the combined head; on ordinary tickets config records the choice."""
-    sentences = load_text(EN).texts
-    rows = [(f"{s} Order reference zq{code}x.", code) for s in sentences for code in ("7", "9")]
+    """Two cues: half the tickets say their class by topic (the embedding reads it), half only
+    by a product code among made-up words (only TF-IDF sees it): cross-validation keeps the
+    combined head; with combine_tfidf=False config records no side features."""
+    import random
+
+    tickets = load_text(EN)
+    rng = random.Random(0)
+    rows = [(t, "ab"[y]) for t, y in zip(tickets.texts, tickets.labels, strict=True) if y < 2]
+    for i in range(24):
+        words = ["".join(rng.choice("bcdfghklmnprstvz") for _ in range(7)) for _ in range(20)]
+        words.insert(rng.randrange(21), ("zq7x", "zq9x")[i % 2])
+        rows.append((" ".join(words), "ab"[i % 2]))
     source = tmp_path / "codes.csv"
     with source.open("w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows([("text", "label"), *rows])
@@ -274,7 +282,7 @@ def test_tfidf_side_features_are_kept_only_when_they_win(tmp_path):
     train, val, test = data.split(0.6, 0.2, 0.2, seed=0)
     clf = TextClassifier(strategy="linear-probe", verbose=False).fit(train, val)
     side = clf.fit_info_["tfidf_side"]
-    assert side["kept"] == "embeddings + TF-IDF", side
+    assert side["kept"] == "embeddings + TF-IDF", clf.fit_info_["selection"]["best_per_candidate"]
     assert clf.score(test) >= 0.95
     again = load_classifier(clf.save(tmp_path / "run").path)
     assert (tmp_path / "run" / "tfidf_side" / "tfidf.json").is_file()
@@ -286,9 +294,13 @@ def test_tfidf_side_features_are_kept_only_when_they_win(tmp_path):
     # Fine-tune: whichever network LP-FT keeps, the side features join it when they win.
     tuned = TextClassifier(strategy="fine-tune", epochs=1, verbose=False).fit(train, val)
     side = tuned.fit_info_["tfidf_side"]
-    assert side["kept"] == "embeddings + TF-IDF", side
+    assert side["kept"] in ("embeddings + TF-IDF", "TF-IDF baseline alone"), side
     kept = tuned.fit_info_["head_init"]["kept"]
-    assert side["plain"]["accuracy"] == tuned.fit_info_["head_init"]["validation"][kept]["accuracy"]
+    if kept == "trained":  # the trained network's side features are judged on validation
+        validation = tuned.fit_info_["head_init"]["validation"][kept]
+        assert side["plain"]["accuracy"] == validation["accuracy"]
+    else:  # the probe was chosen by CV, and so are its side features
+        assert tuned.fit_info_["selection"]["chosen"] == side["kept"]
     assert tuned.score(test) >= 0.95
     again = load_classifier(tuned.save(tmp_path / "tuned").path)
     np.testing.assert_allclose(

@@ -401,25 +401,41 @@ class MfccAudio(AudioNet):
         return {"kind": "mfcc"}
 
     def fit_classical(self, model, train, val, settings) -> dict[str, Any]:
-        """Standardised MFCC statistics + logistic regression, C chosen on validation data
-        (cross-validated without), folded into the Linear head."""
-        from modeltailor.training.heads import C_GRID, fit_logreg_head
+        """Standardised MFCC statistics + logistic regression, C chosen by stratified k-fold
+        cross-validation over train + validation (grouped by speaker when the data carry
+        groups), fitted on the training clips and folded into the Linear head."""
+        from modeltailor.training.heads import (
+            C_GRID,
+            baseline_score,
+            fit_logreg_head,
+            selection_record,
+        )
         from modeltailor.training.inputs import pooled_outputs
 
         pipeline = self.input_pipeline()
 
+        groups: list | None = []
+
         def features(data):
+            nonlocal groups
             bad: dict = {}
             rows, kept = pooled_outputs(
                 model.embed, pipeline, list(data.items), settings.batch_size, 0, bad
             )
+            if groups is not None and data.groups is not None:
+                groups += [data.groups[i] for i in kept]
+            else:
+                groups = None
             return rows, np.asarray(data.labels)[kept]
 
         x_train, y_train = features(train)
         x_val, y_val = features(val) if val is not None and len(val) else (None, None)
         fitted = fit_logreg_head(
-            model, x_train, y_train, x_val, y_val, len(train.class_names), settings, C_GRID, True
-        )
+            model, x_train, y_train, x_val, y_val, len(train.class_names), settings, C_GRID,
+            True, cv=True, groups=None if groups is None else np.asarray(groups),
+        )  # fmt: skip
+        selection = selection_record(fitted, "MFCC baseline alone")
+        selection["baseline"] = baseline_score(selection, "MFCC statistics + logistic regression")
         return {
             "head": "logistic regression (L2) on standardised MFCC+delta mean/std, "
             "folded into the linear head",
@@ -427,6 +443,7 @@ class MfccAudio(AudioNet):
             **{k: fitted[k] for k in ("C", "selected_by")},
             "class_weights": "balanced" if fitted["balanced"] else None,
             "rows": fitted["rows"],
+            "selection": selection,
         }
 
 

@@ -180,9 +180,15 @@ class TfidfPipeline:
 
 
 def fit_baseline(model, train, val, settings) -> dict[str, Any]:
-    """Vocabulary on the training texts, then a logistic regression chosen on validation data
-    (or cross-validated when there is none), copied into the Linear head."""
-    from modeltailor.training.heads import fit_logreg_head
+    """Vocabulary on the training texts, then a logistic regression whose C is chosen by
+    stratified k-fold cross-validation over train + validation, fitted on the training texts
+    and copied into the Linear head."""
+    from modeltailor.training.heads import (
+        baseline_score,
+        fit_logreg_head,
+        selection_record,
+        stack_groups,
+    )
 
     net: TfidfText = model.net
     texts = [item.text for item in train.items]
@@ -202,13 +208,18 @@ def fit_baseline(model, train, val, settings) -> dict[str, Any]:
         settings,
         C_GRID,
         scale=False,
+        cv=True,
+        groups=stack_groups(train, val, len(train), 0 if y_val is None else len(y_val)),
     )
+    selection = selection_record(fitted, "TF-IDF baseline alone")
+    selection["baseline"] = baseline_score(selection, "TF-IDF + logistic regression")
     return {
         "head": "logistic regression (L2) on TF-IDF features, copied into the linear head",
         "features": {**net.settings, "vocabulary_size": net.num_features},
         **{k: fitted[k] for k in ("C", "selected_by")},
         "class_weights": "balanced" if fitted["balanced"] else None,
         "rows": fitted["rows"],
+        "selection": selection,
     }
 
 

@@ -149,7 +149,7 @@ class TextModality(Modality):
 
     # -- TF-IDF side features ------------------------------------------------------------------
     def extend_head(self, clf, model, train, val, pre, result, settings) -> None:
-        from modeltailor.training.hybrid import fit_hybrid_head
+        from modeltailor.training.hybrid import fit_hybrid_head, select_text_head_cv
         from modeltailor.training.inference import embed_examples
 
         if not clf.combine_tfidf or not hasattr(model.net, "encode"):
@@ -164,6 +164,15 @@ class TextModality(Modality):
             trained = result.info["head_init"]["validation"]["trained"]
             result.head_choice = {**trained, "C": None, "selected_by": "the trained network"}
         x_train, x_val = result.features
+        selection = result.info.get("selection")
+        if result.head_choice.get("cv") is not None and selection is not None:
+            # the probe's head was chosen by CV: side features and the baseline alone too
+            side, record = select_text_head_cv(
+                model, x_train, train, result.head_choice, val, settings, selection
+            )
+            clf.side_ = side
+            result.info["tfidf_side"] = record
+            return
         side, record = fit_hybrid_head(
             model, x_train, train, x_val, val, result.head_choice, settings
         )

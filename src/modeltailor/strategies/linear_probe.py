@@ -9,7 +9,7 @@ import numpy as np
 
 from modeltailor.strategies.base import FitContext, FitResult, Strategy, register_strategy
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
-from modeltailor.training.heads import C_GRID, fit_logreg_head, stack_groups
+from modeltailor.training.heads import C_GRID, fit_logreg_head, selection_record, stack_groups
 
 
 @dataclass(frozen=True)
@@ -62,15 +62,6 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
     rows = fitted["rows"]
     features = (x_train, x_val)
     return FitResult(rows, info, features=features, head_choice=fitted, train=train, val=val)
-
-
-def selection_record(fitted: dict, name: str) -> dict:
-    """config.json's `fit.selection`: how the choice was made and every candidate's scores."""
-    cv = fitted["cv"]
-    keep = ("method", "folds", "grouped", "examples", "score")
-    rows = [{"candidate": name, **{k: v for k, v in r.items() if k != "selected_by"}}
-            for r in fitted["rows"]]  # fmt: skip
-    return {**{k: cv[k] for k in keep}, "candidates": rows, "chosen": name}
 
 
 LINEAR_PROBE = register_strategy(

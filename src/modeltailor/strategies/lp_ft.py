@@ -46,6 +46,8 @@ def fit_from_probe(strategy: Strategy, model, train, val, context: FitContext) -
         model.load_state_dict(saved, strict=False)
         # The probe's embeddings and head choice stand, so side features can still join it.
         result.features, result.head_choice = probe.features, probe.head_choice
+        if "selection" in probe.info:  # chosen by CV: side features are judged the same way
+            result.info["selection"] = probe.info["selection"]
     result.info["head_init"] = {
         "method": "linear probe (LP-FT)",
         "C": probe.info["C"],

@@ -271,6 +271,21 @@ def choose_c_cv(
     return rows, best
 
 
+def selection_record(fitted: dict[str, Any], name: str) -> dict[str, Any]:
+    """config.json's `fit.selection`: how the choice was made and every candidate's scores."""
+    cv = fitted["cv"]
+    keep = ("method", "folds", "grouped", "examples", "score")
+    rows = [{"candidate": name, **{k: v for k, v in r.items() if k != "selected_by"}}
+            for r in fitted["rows"]]  # fmt: skip
+    return {**{k: cv[k] for k in keep}, "candidates": rows, "chosen": name}
+
+
+def baseline_score(selection: dict[str, Any], name: str) -> dict[str, Any]:
+    """The chosen row's cross-validated scores, as `fit.selection.baseline` records them."""
+    best = next(r for r in selection["candidates"] if r["chosen"])
+    return {"name": name, **{k: best[k] for k in ("C", "macro_f1", "accuracy", "log_loss")}}
+
+
 def fit_fixed_head(model: TailoredModel, x_train, y_train, n_classes, settings, c: float):
     """A logistic regression with a fixed C on the raw features, copied into `model`'s head:
     for when nothing honest is left to choose C on (few-shot without validation data)."""

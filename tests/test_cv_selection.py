@@ -55,7 +55,7 @@ def test_folds_are_stratified_capped_by_the_smallest_class_and_grouped():
         assert not set(groups[tr]) & set(groups[te])  # a speaker never on both sides
 
 
-def test_poisoned_test_labels_do_not_change_the_choice(tmp_path):
+def test_poisoned_test_labels_do_not_change_the_choice(tmp_path, capsys):
     """The test split is never part of the cross-validation: scrambling its labels leaves
     every candidate's score and the choice as they were."""
     rows = list(csv.reader(EN.open(encoding="utf-8")))[1:]
@@ -72,9 +72,15 @@ def test_poisoned_test_labels_do_not_change_the_choice(tmp_path):
         run = tmp_path / f"run-{name}"
         assert main(["train", str(folder), "--output", str(run), "--quiet"]) == 0
         cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        selections.append(cfg["fit"]["selection"])
-    assert selections[0]["examples"] == len(rows) - 9
+        selections.append((cfg["fit"]["selection"], cfg["fit"]["baseline"]))
+    assert selections[0][0]["examples"] == len(rows) - 9
     assert selections[0] == selections[1]
+    # the baseline's cross-validated score beside the chosen model's, in config and terminal
+    base = selections[0][1]
+    assert {"name", "macro_f1", "chosen_macro_f1", "points", "verdict"} <= set(base)
+    assert "baseline: TF-IDF + logistic regression" in capsys.readouterr().out
+    card = (tmp_path / "run-clean" / "README.md").read_text(encoding="utf-8")
+    assert f"(no pretraining) {base['macro_f1']:.3f}, this model" in card
 
 
 def test_text_where_the_baseline_clearly_wins_is_chosen_and_saves(tmp_path):
@@ -96,8 +102,23 @@ def test_text_where_the_baseline_clearly_wins_is_chosen_and_saves(tmp_path):
     assert best["embeddings"]["macro_f1"] < 0.8, best
     assert sel["chosen"] == "TF-IDF baseline alone", best
     assert clf.fit_info_["tfidf_side"]["kept"] == "TF-IDF baseline alone"
+    assert clf.fit_info_["baseline"]["verdict"] == "the baseline is better here, and was chosen"
     assert clf.score(test) >= 0.95
     again = load_classifier(clf.save(tmp_path / "run").path)
     np.testing.assert_allclose(
         clf.predict_proba(test.texts), again.predict_proba(test.texts), atol=1e-5
     )
+
+
+def test_audio_probe_folds_keep_speakers_apart_and_show_the_mfcc_baseline():
+    from modeltailor import AudioClassifier, load_audio_folder
+
+    digits = example_folder().parent / "audio" / "digits"
+    data = load_audio_folder(digits, group_by=r"_([a-z]+)_")
+    train, val, _ = data.split(0.7, 0.15, 0.15, seed=0)
+    clf = AudioClassifier(strategy="linear-probe", verbose=False).fit(train, val)
+    sel = clf.fit_info_["selection"]
+    assert sel["grouped"] and sel["method"].startswith("grouped stratified")
+    base = clf.fit_info_["baseline"]
+    assert base["name"].startswith("MFCC") and 0 <= base["macro_f1"] <= 1
+    assert base["verdict"].startswith(("pretraining bought", "the baseline is better"))

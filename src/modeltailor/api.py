@@ -30,6 +30,7 @@ from modeltailor.strategies.base import FitContext
 from modeltailor.training.features import EmbeddingCache, extract_embeddings
 from modeltailor.training.inference import predict_logits, softmax
 from modeltailor.training.loop import TrainSettings
+from modeltailor.training.selection import baseline_comparison
 
 
 class TailoredClassifier(BaseEstimator):
@@ -224,6 +225,7 @@ class TailoredClassifier(BaseEstimator):
         details = modality.fit_details(self, model, train)
         self.fit_info_ = {**result.info, **details, "notes": context.notes}
         self.fit_info_["augmentation"] = self._augmentation_record(strategy)
+        self.fit_info_["baseline"] = baseline_comparison(self, strategy, result.info, train, val)
         self.adapters_ = strategy.adapters
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {

@@ -553,7 +553,21 @@ def _print_train_summary(clf, metrics: dict[str, Any], run_path: Path, seconds: 
     out.print(table)
     if metrics.get("note"):
         out.print(f"[yellow]note:[/] {metrics['note']}")
+    base = clf.fit_info_.get("baseline")
+    if base:
+        out.print(escape(baseline_line(base)), highlight=False, soft_wrap=True)
     out.print(f"trained in {seconds:.1f} s; run saved to [bold]{run_path}[/]")
+
+
+def baseline_line(base: dict[str, Any]) -> str:
+    """'baseline: TF-IDF ... 0.950, chosen ... 0.962 (cross-validated macro-F1): verdict'."""
+    if "macro_f1" not in base:
+        return f"baseline: {base.get('verdict', 'not measured')}"
+    scores = f"{base['name']} {base['macro_f1']:.3f}"
+    if "chosen_macro_f1" in base:
+        scores += f", chosen ({base['chosen']}) {base['chosen_macro_f1']:.3f}"
+    how = base.get("scored_by") or "cross-validation"
+    return f"baseline: {scores} (macro-F1, {how}): {base['verdict']}"
 
 
 # -- report -----------------------------------------------------------------------------------

@@ -446,6 +446,22 @@ def _baseline(f: _Facts) -> str:
     strategy = f.cfg.get("strategy", "?")
     data = _shell(f.sources[0]) if f.sources else "DATA"
     lines = ["## Compared with a baseline", ""]
+    cv = (f.cfg.get("fit") or {}).get("baseline") or {}
+    if "macro_f1" in cv:
+        own = (
+            f", this model ({_md(str(cv['chosen']))}) {cv['chosen_macro_f1']:.3f}"
+            if "chosen_macro_f1" in cv
+            else ""
+        )
+        lines += [
+            f"Cross-validated on the training and validation data "
+            f"({_md(str(cv.get('scored_by') or 'cross-validation'))}), macro-F1: "
+            f"{_md(cv['name'])} (no pretraining) {cv['macro_f1']:.3f}{own}: "
+            f"{_md(cv['verdict'])}.",
+            "",
+        ]
+    elif cv.get("verdict"):
+        lines += [f"Cross-validated baseline: {_md(cv['verdict'])}.", ""]
     row = _reference_row(f.comparison, ref) if f.comparison else None
     if row is not None and row.get("accuracy") is not None:
         c = f.comparison
@@ -469,8 +485,9 @@ def _baseline(f: _Facts) -> str:
             f"`tailor compare {_code(data)} --strategies {ref},linear-probe`."
         )
     else:
+        known = "Held-out figures of the baseline are not" if "macro_f1" in cv else "Not"
         lines.append(
-            f"Not known for this run: it was trained alone, so no `{ref}` model was scored on "
+            f"{known} known for this run: it was trained alone, so no `{ref}` model was scored on "
             "the same split. To get both side by side on one split: "
             f"`tailor compare {_code(data)} --strategies {ref},{_code(strategy)}`."
         )

@@ -174,6 +174,12 @@ def fit_logreg_head(
 # -- cross-validated selection (issue 19) -----------------------------------------------------
 #: Folds of the cross-validation that chooses closed-form heads (fewer when a class is smaller).
 CV_FOLDS = 5
+#: Optimiser tolerance of the dense (standardised) fits that only score a candidate: their
+#: scores match those at 1e-4 (spamassassin: macro-F1 0.9633 vs 0.9620) in 40% of the time.
+CV_TOL = 1e-3
+#: The same for sparse TF-IDF fits, which stop far off at 1e-3 (spamassassin: the baseline
+#: scored 0.943 instead of 0.980) and erratically at 3e-4: they keep sklearn's 1e-4.
+SPARSE_CV_TOL = 1e-4
 
 
 def stack_rows(x_train, x_val):
@@ -232,23 +238,40 @@ def cv_folds(
     return folds, record
 
 
-def cv_score(x, y, folds, c, balanced, n_classes, scale=True) -> dict[str, float]:
-    """Mean macro-F1, accuracy and log-loss over the folds of one candidate."""
-    from sklearn.metrics import f1_score, log_loss
+def cv_scores(x, y, folds, grid, balanced, n_classes, scale=True) -> list[dict[str, float]]:
+    """Mean macro-F1, accuracy and log-loss over the folds for each C of `grid`.
 
-    f1s, accs, losses = [], [], []
+    Per fold the features are standardised once and the regularisation path is followed
+    from the strongest to the weakest C, each fit starting from the previous solution (warm
+    start): the same optimum as separate fits, several times fewer iterations."""
+    from sklearn.base import clone
+    from sklearn.metrics import f1_score, log_loss
+    from sklearn.preprocessing import StandardScaler
+
+    order = sorted(range(len(grid)), key=lambda i: grid[i])
+    per_c: list[list[tuple[float, float, float]]] = [[] for _ in grid]
     for tr, te in folds:
-        pipe = _scaled_fit(x[tr], y[tr], c, balanced, scale)
-        proba = _full_proba(pipe, x[te], n_classes)
-        pred = proba.argmax(1)
-        f1s.append(f1_score(y[te], pred, labels=sorted(set(y[te])), average="macro"))
-        accs.append(float((pred == y[te]).mean()))
-        losses.append(float(log_loss(y[te], proba, labels=list(range(n_classes)))))
-    return {
-        "macro_f1": round(float(np.mean(f1s)), 9),
-        "accuracy": round(float(np.mean(accs)), 9),
-        "log_loss": float(np.mean(losses)),
-    }
+        x_tr, x_te = x[tr], x[te]
+        if scale:
+            scaler = StandardScaler().fit(x_tr)
+            x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
+        tol = CV_TOL if scale else SPARSE_CV_TOL
+        model = clone(_logreg(grid[order[0]], balanced)).set_params(warm_start=True, tol=tol)
+        for i in order:
+            model.set_params(C=grid[i]).fit(x_tr, y[tr])
+            proba = _full_proba(model, x_te, n_classes)
+            pred = proba.argmax(1)
+            f1 = f1_score(y[te], pred, labels=sorted(set(y[te])), average="macro")
+            loss = float(log_loss(y[te], proba, labels=list(range(n_classes))))
+            per_c[i].append((f1, float((pred == y[te]).mean()), loss))
+    return [
+        {
+            "macro_f1": round(float(np.mean([s[0] for s in scores])), 9),
+            "accuracy": round(float(np.mean([s[1] for s in scores])), 9),
+            "log_loss": float(np.mean([s[2] for s in scores])),
+        }
+        for scores in per_c
+    ]
 
 
 def cv_key(row: dict[str, Any]) -> tuple[float, float]:
@@ -261,10 +284,8 @@ def choose_c_cv(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every C scored on the same folds; the best by macro-F1, then log-loss."""
     how = f"cross-validation ({len(folds)} folds, {over})"
-    rows = [
-        {"C": c, **cv_score(x, y, folds, c, balanced, n_classes, scale), "selected_by": how}
-        for c in grid
-    ]
+    scores = cv_scores(x, y, folds, grid, balanced, n_classes, scale)
+    rows = [{"C": c, **score, "selected_by": how} for c, score in zip(grid, scores, strict=True)]
     best = max(rows, key=cv_key)
     for r in rows:
         r["chosen"] = r is best

@@ -243,35 +243,52 @@ def cv_scores(x, y, folds, grid, balanced, n_classes, scale=True) -> list[dict[s
 
     Per fold the features are standardised once and the regularisation path is followed
     from the strongest to the weakest C, each fit starting from the previous solution (warm
-    start): the same optimum as separate fits, several times fewer iterations."""
-    from sklearn.base import clone
+    start): the same optimum as separate fits, several times fewer iterations. Folds run in
+    threads (the fits spend their time in BLAS / sparse products, outside the GIL); each
+    fold's result depends only on its data, so the scores do not depend on the threads."""
+    import os
+
+    from joblib import Parallel, delayed
+
+    order = sorted(range(len(grid)), key=lambda i: grid[i])
+    jobs = max(1, min(len(folds), os.cpu_count() or 1))
+    per_fold = Parallel(n_jobs=jobs, prefer="threads")(
+        delayed(_fold_path)(x, y, tr, te, grid, order, balanced, n_classes, scale)
+        for tr, te in folds
+    )
+    out = []
+    for i in range(len(grid)):
+        scores = [fold[i] for fold in per_fold]
+        out.append(
+            {
+                "macro_f1": round(float(np.mean([s[0] for s in scores])), 9),
+                "accuracy": round(float(np.mean([s[1] for s in scores])), 9),
+                "log_loss": float(np.mean([s[2] for s in scores])),
+            }
+        )
+    return out
+
+
+def _fold_path(x, y, tr, te, grid, order, balanced, n_classes, scale) -> list[tuple]:
+    """(macro-F1, accuracy, log-loss) of each C of `grid` on one fold, along the C path."""
     from sklearn.metrics import f1_score, log_loss
     from sklearn.preprocessing import StandardScaler
 
-    order = sorted(range(len(grid)), key=lambda i: grid[i])
-    per_c: list[list[tuple[float, float, float]]] = [[] for _ in grid]
-    for tr, te in folds:
-        x_tr, x_te = x[tr], x[te]
-        if scale:
-            scaler = StandardScaler().fit(x_tr)
-            x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
-        tol = CV_TOL if scale else SPARSE_CV_TOL
-        model = clone(_logreg(grid[order[0]], balanced)).set_params(warm_start=True, tol=tol)
-        for i in order:
-            model.set_params(C=grid[i]).fit(x_tr, y[tr])
-            proba = _full_proba(model, x_te, n_classes)
-            pred = proba.argmax(1)
-            f1 = f1_score(y[te], pred, labels=sorted(set(y[te])), average="macro")
-            loss = float(log_loss(y[te], proba, labels=list(range(n_classes))))
-            per_c[i].append((f1, float((pred == y[te]).mean()), loss))
-    return [
-        {
-            "macro_f1": round(float(np.mean([s[0] for s in scores])), 9),
-            "accuracy": round(float(np.mean([s[1] for s in scores])), 9),
-            "log_loss": float(np.mean([s[2] for s in scores])),
-        }
-        for scores in per_c
-    ]
+    x_tr, x_te = x[tr], x[te]
+    if scale:
+        scaler = StandardScaler().fit(x_tr)
+        x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
+    tol = CV_TOL if scale else SPARSE_CV_TOL
+    model = _logreg(grid[order[0]], balanced).set_params(warm_start=True, tol=tol)
+    out: list[tuple] = [()] * len(grid)
+    for i in order:
+        model.set_params(C=grid[i]).fit(x_tr, y[tr])
+        proba = _full_proba(model, x_te, n_classes)
+        pred = proba.argmax(1)
+        f1 = f1_score(y[te], pred, labels=sorted(set(y[te])), average="macro")
+        loss = float(log_loss(y[te], proba, labels=list(range(n_classes))))
+        out[i] = (float(f1), float((pred == y[te]).mean()), loss)
+    return out
 
 
 def cv_key(row: dict[str, Any]) -> tuple[float, float]:

@@ -47,6 +47,8 @@ def test_folds_are_stratified_capped_by_the_smallest_class_and_grouped():
     y = np.array([0] * 10 + [1] * 3)
     folds, record = cv_folds(y, None, seed=0)
     assert record["folds"] == len(folds) == 3 and not record["grouped"]
+    _, record = cv_folds(np.arange(2400) % 2, None, seed=0)
+    assert record["folds"] == 3  # many examples: 3 folds rank the candidates for half the cost
     groups = np.array([f"s{i % 4}" for i in range(30)])
     y = np.array([i % 2 for i in range(30)])
     folds, record = cv_folds(y, groups, seed=0)

@@ -124,6 +124,7 @@ def select_text_head_cv(
 
     from modeltailor.backbones.tfidf import C_GRID as BASELINE_C
     from modeltailor.training.heads import (
+        SPARSE_SOLVER,
         choose_c_cv,
         class_weight_vector,
         cv_key,
@@ -158,7 +159,9 @@ def select_text_head_cv(
         if hybrid_best is None or cv_key(chosen) > cv_key(hybrid_best):
             hybrid_best = {**chosen, "embedding_weight": w}
     assert hybrid_best is not None
-    found, base_best = choose_c_cv(t_all, y_all, folds, n_classes, balanced, BASELINE_C, False)
+    found, base_best = choose_c_cv(
+        t_all, y_all, folds, n_classes, balanced, BASELINE_C, False, solver=SPARSE_SOLVER
+    )
     rows += [_row(BASELINE, r) for r in found]
     finalists = [(PLAIN, best_plain), (HYBRID, hybrid_best), (BASELINE, base_best)]
     name, winner = max(finalists, key=lambda f: cv_key(f[1]))

@@ -124,3 +124,18 @@ def test_audio_probe_folds_keep_speakers_apart_and_show_the_mfcc_baseline():
     base = clf.fit_info_["baseline"]
     assert base["name"].startswith("MFCC") and 0 <= base["macro_f1"] <= 1
     assert base["verdict"].startswith(("pretraining bought", "the baseline is better"))
+
+
+def test_image_probe_shows_the_colour_texture_baseline():
+    """Images have a cheap baseline too: colour, edge and texture histograms, C by CV."""
+    from modeltailor import ImageClassifier, load_image_folder
+    from modeltailor.training.image_baseline import NAME, image_features
+
+    data = load_image_folder(example_folder())
+    assert image_features(data.items[0]).shape == (128 + 64 * 9 + 256,)
+    train, val, _ = data.split(0.3, 0.1, 0.6, seed=0)  # 96 + 32 images: a cheap probe
+    clf = ImageClassifier(strategy="linear-probe", verbose=False).fit(train, val)
+    base = clf.fit_info_["baseline"]
+    assert base["name"] == NAME and 0.3 <= base["macro_f1"] <= 1  # 8 classes: chance 0.125
+    assert base["scored_by"].startswith("stratified 5-fold")
+    assert base["verdict"].startswith(("pretraining bought", "the baseline is better"))

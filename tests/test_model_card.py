@@ -140,8 +140,9 @@ def test_image_card_states_the_weights_licence_and_metrics_json_figures(probe_ru
     assert "centre-cropped to 256x256" in card  # input size, from config.json's preprocessing
     assert "is forced into one of them" in card  # classes never seen
     assert f"tailor predict runs/{probe_run.name}" in card and "tailor serve" in card
-    # nothing compared: no invented baseline figure, but how to get one
-    assert "Not known for this run" in card
+    # the cheap CV baseline's figure, but no held-out baseline figure: how to get one
+    assert "colour + HOG + LBP histograms" in card
+    assert "Held-out figures of the baseline are not known for this run" in card
     assert "--strategies scratch,linear-probe" in card
 
 

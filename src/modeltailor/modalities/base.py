@@ -223,6 +223,11 @@ class Modality:
         the item cannot be read."""
         return None
 
+    def baseline_features(self, items: list) -> tuple[str, list[np.ndarray | None]] | None:
+        """A cheap no-pretraining baseline for modalities whose catalogue has none (images):
+        its name and one feature vector per item (None: unreadable). None: no baseline."""
+        return None
+
     def snippet(self, item: Any) -> str | None:
         """The text predictions.csv keeps beside an item (texts), None for files."""
         return None

@@ -124,6 +124,12 @@ class ImageModality(Modality):
         v = np.asarray(grey, dtype=np.float32).ravel()
         return v - v.mean()
 
+    def baseline_features(self, items: list) -> tuple[str, list[np.ndarray | None]]:
+        """Colour, edge and texture histograms (`training/image_baseline.py`): seconds."""
+        from modeltailor.training.image_baseline import NAME, image_features
+
+        return NAME, [image_features(item) for item in items]
+
     def report_example(self, path: str) -> tuple[str, str | None]:
         from modeltailor.report.html import thumbnail
 

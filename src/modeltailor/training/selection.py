@@ -71,8 +71,32 @@ def baseline_comparison(clf, strategy, info: dict[str, Any], train, val) -> dict
     return out
 
 
+#: Baseline scores of recent fits, by (modality, seed, the splits' contents and labels): the
+#: stages of `--strategy auto` share one split, so the baseline is fitted once per search.
+_BASELINES: dict[tuple, dict[str, Any] | None] = {}
+_BASELINES_KEPT = 4
+
+
 def _fit_baseline(clf, train, val) -> dict[str, Any] | None:
-    """Fit the modality's classical baseline once on `train` (C by CV over train + val)."""
+    """The modality's classical baseline on `train` (C by CV over train + val), fitted once
+    per data, labels and seed in this process."""
+    key = (
+        clf.modality,
+        clf.seed,
+        *(
+            (tuple(part.digests()), tuple(int(y) for y in part.labels))
+            for part in (train, val)
+            if part is not None
+        ),
+    )
+    if key not in _BASELINES:
+        while len(_BASELINES) >= _BASELINES_KEPT:
+            _BASELINES.pop(next(iter(_BASELINES)))
+        _BASELINES[key] = _fit_baseline_now(clf, train, val)
+    return _BASELINES[key]
+
+
+def _fit_baseline_now(clf, train, val) -> dict[str, Any] | None:
     from modeltailor.backbones import list_backbones
     from modeltailor.backbones.model import TailoredModel
 

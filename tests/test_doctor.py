@@ -4,6 +4,7 @@ in exclude.txt, and `tailor train --exclude` leaves them out."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from modeltailor.cli import example_folder, main
 from modeltailor.data.exclude import exclude_items, read_exclude
 from modeltailor.doctor.duplicates import near_groups, normalise, similar_pairs
 from modeltailor.doctor.labels import find_label_issues
+from tests.conftest import copy_classes
 
 EXAMPLES = example_folder().parent
 FLIPS = [("trouser", "bag", 5), ("sneaker", "dress", 7), ("bag", "pullover", 9),
@@ -267,20 +269,28 @@ def test_confident_learning_agrees_with_cleanlab():
 
 def test_train_warns_about_duplicates_across_splits_and_labels(small_dir, tmp_path, capsys):
     """The cheap checks run on every `tailor train`: the same photo under two labels, which
-    also lands in two splits, is reported in the terminal and in config.json."""
+    also lands in two splits, and a class of four photos are reported in the terminal, in
+    config.json and in a warnings section of report.html."""
     data = tmp_path / "data"
     shutil.copytree(small_dir, data)
     classes = sorted(d for d in data.iterdir() if d.is_dir())
     photos = sorted(classes[0].iterdir())
     for k, photo in enumerate(photos[:4]):  # the same photos, also filed under another class
         shutil.copy(photo, classes[1] / f"copy-{k}{photo.suffix}")
+    copy_classes(example_folder(), data, {"bag": "bag"}, 4)  # too small to learn or judge
     run = tmp_path / "run"
     args = ["train", str(data), "--output", str(run), "--quiet", "--test-fraction", "0.3"]
     assert main([*args, "--val-fraction", "0.3"]) == 0
     checks = json.loads((run / "config.json").read_text())["fit"]["data_checks"]
     assert checks["exact_duplicate_groups"] == 4
     assert checks["duplicates_with_conflicting_labels"] == 4
+    tiny = {t["class"]: t["train"] for t in checks["tiny_classes"]}
+    assert tiny["bag"] == 2 and "trouser" not in tiny  # trouser: 12 + 4 copies, 6 in train
     err = " ".join(capsys.readouterr().err.split())
-    assert "carry different labels" in err
+    assert "carry different labels" in err and "'bag' has" in err
     if checks["duplicates_across_splits"]:
         assert "appear in more than one split" in err
+    page = html.unescape((run / "report.html").read_text(encoding="utf-8"))
+    section = page.split('<section id="data-checks">')[1].split("</section>")[0]
+    assert section.count('class="note warn"') == len(checks["warnings"])
+    assert all(w in " ".join(section.split()) for w in checks["warnings"])

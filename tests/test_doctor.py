@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modeltailor import doctor
 from modeltailor.cli import example_folder, main
 from modeltailor.data.exclude import exclude_items, read_exclude
 from modeltailor.doctor.duplicates import near_groups, normalise, similar_pairs
 from modeltailor.doctor.labels import find_label_issues
+from modeltailor.errors import DataError
 from tests.conftest import copy_classes
 
 EXAMPLES = example_folder().parent
@@ -183,8 +186,6 @@ def test_text_duplicates_and_exclude(sick_texts, tmp_path, capsys):
 def test_audio_gain_changed_clip_is_a_near_duplicate(tmp_path):
     import soundfile as sf
 
-    from modeltailor import doctor
-
     dst = tmp_path / "digits"
     shutil.copytree(EXAMPLES / "audio" / "digits", dst)
     clip = dst / "one" / "1_george_10.wav"
@@ -203,14 +204,23 @@ def test_audio_gain_changed_clip_is_a_near_duplicate(tmp_path):
     [
         (lambda p: p / "nothing-here", "not a folder"),
         (lambda p: _one_class(p), "at least 2 classes"),
-        (lambda p: _bad_csv(p), "tickets.csv"),
+        (lambda p: _bad_csv(p), "no column 'text'"),
+        (lambda p: _binary_csv(p), "tickets.csv"),
     ],
 )
 def test_bad_input_is_one_line_as_for_train(tmp_path, capsys, make, message):
+    """Doctor stops on bad data with the very line `tailor train` prints, before any work;
+    `modeltailor.doctor()` raises the same DataError."""
     path = make(tmp_path)
-    assert main(["doctor", str(path), "--output", str(tmp_path / "d")]) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    said = {}
+    for command in ("train", "doctor"):
+        assert main([command, str(path), "--output", str(tmp_path / command)]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+        said[command] = lines[0]
+    assert said["doctor"] == said["train"]
+    with pytest.raises(DataError, match=re.escape(said["train"].removeprefix("error: "))):
+        doctor(path, verbose=False)
 
 
 def _one_class(p: Path) -> Path:
@@ -224,6 +234,12 @@ def _one_class(p: Path) -> Path:
 def _bad_csv(p: Path) -> Path:
     path = p / "tickets.csv"
     path.write_text("words,category\nhello,a\n", encoding="utf-8")
+    return path
+
+
+def _binary_csv(p: Path) -> Path:
+    path = p / "tickets.csv"
+    path.write_bytes(b"\xff\xfe\x00\x9c binary, not a table")
     return path
 
 

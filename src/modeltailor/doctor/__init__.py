@@ -61,6 +61,12 @@ class DoctorReport:
     class_balance: dict[str, Any] = field(default_factory=dict)
     suggested_removals: list[dict[str, Any]] = field(default_factory=list)
     output: str | None = None
+    #: For Python users and bench/bench_doctor.py, not written to doctor.json: the examined
+    #: (readable) items in order, their given labels, and the out-of-fold probabilities the
+    #: label check used (rows of zeros for classes too small to examine; None when skipped).
+    examined_items: list[Any] = field(default_factory=list, repr=False)
+    given_labels: np.ndarray | None = field(default=None, repr=False)
+    out_of_fold_proba: np.ndarray | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -275,6 +281,9 @@ def examine(
         suggested_removals=[
             {**describe(i), "reasons": reasons} for i, reasons in sorted(removals.items())
         ],
+        examined_items=list(items),
+        given_labels=labels,
+        out_of_fold_proba=proba,
     )
 
 

@@ -4,6 +4,7 @@
     PYTHONPATH=src python bench/bench_doctor.py duplicates [--datasets ...]
     PYTHONPATH=src python bench/bench_doctor.py speed [--datasets ...]
     PYTHONPATH=src python bench/bench_doctor.py search [--sizes 10000,20000,40000]
+    PYTHONPATH=src python bench/bench_doctor.py tables     # markdown of the latest rows
 
 Every dataset is laid out afresh in a temporary folder (symbolic links to the shared files,
 or rewritten CSVs) as train/val/test, so /work/shared/data is never touched and the test part
@@ -340,7 +341,6 @@ def duplicates(name: str, tmp: Path) -> None:
     clean = LAYOUTS[name]()
     farm = write(clean, tmp / f"{name}-clean")
     base = doctor(farm, verbose=False)
-    base_pairs = found_pairs(base)
     emit({
         "bench": "doctor-real-duplicates", "dataset": clean.dataset, "layout": "bench split",
         "counts": base.counts(), "groups": describe_groups(base),
@@ -354,10 +354,14 @@ def duplicates(name: str, tmp: Path) -> None:
     injected, pairs = inject(clean, 20, tmp / f"{name}-copies")
     farm2 = write(injected, tmp / f"{name}-dup")
     key = keys(injected, farm2)
+    # the clean run's pairs as the injected layout names them (texts: another CSV file; the
+    # originals keep their record index, the copies come after them)
+    to_injected = dict(zip(keys(clean, farm), key, strict=False))
+    base_pairs = {frozenset(to_injected.get(x, x) for x in p) for p in found_pairs(base)}
     report = doctor(farm2, verbose=False)
     found = found_pairs(report)
     ident = {key[c]: key[o] for o, c in pairs}
-    base_linked = {frozenset(p) for p in base_pairs}
+    base_linked = base_pairs
 
     def correct(p: frozenset) -> bool:
         a, b = (ident.get(x, x) for x in p)
@@ -453,8 +457,9 @@ from modeltailor.doctor.duplicates import near_groups, normalise
 n, d = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 x = normalise(rng.normal(size=(n, d)).astype(np.float32))
-m = len(x[n // 2 :: 97])  # near copies of the first m rows, so some pairs are found
-x[n // 2 :: 97] = normalise(x[:m] + 0.05 * rng.normal(size=(m, d)).astype(np.float32))
+m = len(x[n // 2 :: 97])  # near copies (cosine ~0.98) of the first m rows: pairs to find
+noise = rng.normal(size=(m, d)).astype(np.float32) * (0.2 / d**0.5)
+x[n // 2 :: 97] = normalise(x[:m] + noise)
 digests = [str(i) for i in range(n)]
 tracemalloc.start()
 t = time.perf_counter()
@@ -462,7 +467,8 @@ groups, pairs = near_groups([("embedding", x, 0.95)], digests)
 s = time.perf_counter() - t
 peak = tracemalloc.get_traced_memory()[1]
 print(json.dumps({"n": n, "dim": d, "seconds": round(s, 2), "peak_mb": round(peak / 2**20, 1),
-                  "embeddings_mb": round(x.nbytes / 2**20, 1), "groups": len(groups)}))
+                  "embeddings_mb": round(x.nbytes / 2**20, 1), "groups": len(groups),
+                  "planted": m}))
 """
 
 
@@ -475,13 +481,56 @@ def search(sizes: list[int], dim: int = 1280) -> None:
         emit({"bench": "doctor-search", "data": "synthetic unit vectors", **row})
 
 
+def tables() -> None:
+    """Markdown tables of the latest row per (bench, dataset[, rate]) in doctor.jsonl."""
+    latest: dict[tuple, dict] = {}
+    for line in OUT.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        latest[(r["bench"], r.get("dataset", r.get("n")), r.get("rate"))] = r
+    rows = list(latest.values())
+    print("| data | flipped | OOF acc | doctor P / R / F1 / P@k | cleanlab P / R / F1 / P@k "
+          "| test acc clean / noisy / noisy - exclude.txt / noisy - label flags |")
+    print("|---|---|---|---|---|---|")
+    for r in (r for r in rows if r["bench"] == "doctor-noise"):
+        d, c = r["doctor"], r["cleanlab"]
+        t = [r["test_clean_labels"], r["test_noisy"], r.get("test_noisy_exclude_txt",
+             r.get("test_noisy_excluded")), r.get("test_noisy_label_errors_excluded")]  # fmt: skip
+        print(f"| {r['dataset']} {r['rate']:.0%} | {r['flipped']} of {r['train_val_items']} | "
+              f"{r['out_of_fold_accuracy']:.3f} | {d['precision']:.3f} / {d['recall']:.3f} / "
+              f"{d['f1']:.3f} / {d['precision_at_k']:.3f} | {c['precision']:.3f} / "
+              f"{c['recall']:.3f} / {c['f1']:.3f} / {c['precision_at_k']:.3f} | "
+              + " / ".join(f"{x['accuracy']:.4f}" if x else "-" for x in t) + " |")  # fmt: skip
+    print("\n| data | copies | recall | precision | cross-split copies reported as leakage |")
+    print("|---|---|---|---|---|")
+    for r in (r for r in rows if r["bench"] == "doctor-duplicates"):
+        print(f"| {r['dataset']} | {r['copies']} | {r['recall']:.2f} | {r['precision']} | "
+              f"{r['cross_split_reported_as_leakage']} of {r['cross_split_copies']} |")
+    print("\n| data | cached: doctor / probe rerun (ratio) "
+          "| uncached: doctor / extraction (ratio) |")
+    print("|---|---|---|")
+    for r in (r for r in rows if r["bench"] == "doctor-speed"):
+        c, u = r.get("cached"), r.get("uncached")
+        cached = f"{c['doctor_s']} s / {c['train_linear_probe_s']} s ({c['ratio']}x)" if c else "-"
+        cold = f"{u['doctor_s']} s / {u['extraction_s']} s ({u['ratio']}x)" if u else "-"
+        print(f"| {r['dataset']} | {cached} | {cold} |")
+    print("\n| N x 1280 | seconds | peak traced MB (embeddings not counted) "
+          "| pairs planted / groups |")
+    print("|---|---|---|---|")
+    for r in (r for r in rows if r["bench"] == "doctor-search"):
+        print(f"| {r['n']} | {r['seconds']} | {r['peak_mb']} | {r.get('planted', '?')} / "
+              f"{r['groups']} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("noise", "duplicates", "speed", "search"))
+    ap.add_argument("what", choices=("noise", "duplicates", "speed", "search", "tables"))
     ap.add_argument("--datasets", default="hymenoptera,spam,fsdd")
     ap.add_argument("--rates", default="0.05,0.1")
     ap.add_argument("--sizes", default="10000,20000,40000")
     args = ap.parse_args()
+    if args.what == "tables":
+        tables()
+        return 0
     if args.what == "search":
         search([int(s) for s in args.sizes.split(",")])
         return 0

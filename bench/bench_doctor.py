@@ -489,7 +489,7 @@ def tables() -> None:
         latest[(r["bench"], r.get("dataset", r.get("n")), r.get("rate"))] = r
     rows = list(latest.values())
     print("| data | flipped | OOF acc | doctor P / R / F1 / P@k | cleanlab P / R / F1 / P@k "
-          "| test acc clean / noisy / noisy - exclude.txt / noisy - label flags |")
+          "| test accuracy (macro-F1): clean / noisy / noisy - exclude.txt / noisy - label flags |")
     print("|---|---|---|---|---|---|")
     for r in (r for r in rows if r["bench"] == "doctor-noise"):
         d, c = r["doctor"], r["cleanlab"]
@@ -499,7 +499,8 @@ def tables() -> None:
               f"{r['out_of_fold_accuracy']:.3f} | {d['precision']:.3f} / {d['recall']:.3f} / "
               f"{d['f1']:.3f} / {d['precision_at_k']:.3f} | {c['precision']:.3f} / "
               f"{c['recall']:.3f} / {c['f1']:.3f} / {c['precision_at_k']:.3f} | "
-              + " / ".join(f"{x['accuracy']:.4f}" if x else "-" for x in t) + " |")  # fmt: skip
+              + " / ".join(f"{x['accuracy']:.4f} ({x['macro_f1']:.4f})" if x else "-" for x in t)
+              + " |")  # fmt: skip
     print("\n| data | copies | recall | precision | cross-split copies reported as leakage |")
     print("|---|---|---|---|---|")
     for r in (r for r in rows if r["bench"] == "doctor-duplicates"):

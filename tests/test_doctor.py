@@ -4,7 +4,9 @@ in exclude.txt, and `tailor train --exclude` leaves them out."""
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,10 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modeltailor import doctor
 from modeltailor.cli import example_folder, main
 from modeltailor.data.exclude import exclude_items, read_exclude
 from modeltailor.doctor.duplicates import near_groups, normalise, similar_pairs
 from modeltailor.doctor.labels import find_label_issues
+from modeltailor.errors import DataError
+from tests.conftest import copy_classes
 
 EXAMPLES = example_folder().parent
 FLIPS = [("trouser", "bag", 5), ("sneaker", "dress", 7), ("bag", "pullover", 9),
@@ -181,8 +186,6 @@ def test_text_duplicates_and_exclude(sick_texts, tmp_path, capsys):
 def test_audio_gain_changed_clip_is_a_near_duplicate(tmp_path):
     import soundfile as sf
 
-    from modeltailor import doctor
-
     dst = tmp_path / "digits"
     shutil.copytree(EXAMPLES / "audio" / "digits", dst)
     clip = dst / "one" / "1_george_10.wav"
@@ -201,14 +204,23 @@ def test_audio_gain_changed_clip_is_a_near_duplicate(tmp_path):
     [
         (lambda p: p / "nothing-here", "not a folder"),
         (lambda p: _one_class(p), "at least 2 classes"),
-        (lambda p: _bad_csv(p), "tickets.csv"),
+        (lambda p: _bad_csv(p), "no column 'text'"),
+        (lambda p: _binary_csv(p), "tickets.csv"),
     ],
 )
 def test_bad_input_is_one_line_as_for_train(tmp_path, capsys, make, message):
+    """Doctor stops on bad data with the very line `tailor train` prints, before any work;
+    `modeltailor.doctor()` raises the same DataError."""
     path = make(tmp_path)
-    assert main(["doctor", str(path), "--output", str(tmp_path / "d")]) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    said = {}
+    for command in ("train", "doctor"):
+        assert main([command, str(path), "--output", str(tmp_path / command)]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+        said[command] = lines[0]
+    assert said["doctor"] == said["train"]
+    with pytest.raises(DataError, match=re.escape(said["train"].removeprefix("error: "))):
+        doctor(path, verbose=False)
 
 
 def _one_class(p: Path) -> Path:
@@ -222,6 +234,12 @@ def _one_class(p: Path) -> Path:
 def _bad_csv(p: Path) -> Path:
     path = p / "tickets.csv"
     path.write_text("words,category\nhello,a\n", encoding="utf-8")
+    return path
+
+
+def _binary_csv(p: Path) -> Path:
+    path = p / "tickets.csv"
+    path.write_bytes(b"\xff\xfe\x00\x9c binary, not a table")
     return path
 
 
@@ -267,20 +285,28 @@ def test_confident_learning_agrees_with_cleanlab():
 
 def test_train_warns_about_duplicates_across_splits_and_labels(small_dir, tmp_path, capsys):
     """The cheap checks run on every `tailor train`: the same photo under two labels, which
-    also lands in two splits, is reported in the terminal and in config.json."""
+    also lands in two splits, and a class of four photos are reported in the terminal, in
+    config.json and in a warnings section of report.html."""
     data = tmp_path / "data"
     shutil.copytree(small_dir, data)
     classes = sorted(d for d in data.iterdir() if d.is_dir())
     photos = sorted(classes[0].iterdir())
     for k, photo in enumerate(photos[:4]):  # the same photos, also filed under another class
         shutil.copy(photo, classes[1] / f"copy-{k}{photo.suffix}")
+    copy_classes(example_folder(), data, {"bag": "bag"}, 4)  # too small to learn or judge
     run = tmp_path / "run"
     args = ["train", str(data), "--output", str(run), "--quiet", "--test-fraction", "0.3"]
     assert main([*args, "--val-fraction", "0.3"]) == 0
     checks = json.loads((run / "config.json").read_text())["fit"]["data_checks"]
     assert checks["exact_duplicate_groups"] == 4
     assert checks["duplicates_with_conflicting_labels"] == 4
+    tiny = {t["class"]: t["train"] for t in checks["tiny_classes"]}
+    assert tiny["bag"] == 2 and "trouser" not in tiny  # trouser: 12 + 4 copies, 6 in train
     err = " ".join(capsys.readouterr().err.split())
-    assert "carry different labels" in err
+    assert "carry different labels" in err and "'bag' has" in err
     if checks["duplicates_across_splits"]:
         assert "appear in more than one split" in err
+    page = html.unescape((run / "report.html").read_text(encoding="utf-8"))
+    section = page.split('<section id="data-checks">')[1].split("</section>")[0]
+    assert section.count('class="note warn"') == len(checks["warnings"])
+    assert all(w in " ".join(section.split()) for w in checks["warnings"])

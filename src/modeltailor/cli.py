@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--near-threshold",
         type=float,
         help="cosine of centred embeddings above which items are near duplicates "
-        "(default 0.95, measured in bench/bench_doctor_threshold.py)",
+        "(default 0.95, audio 0.985: measured in bench/bench_doctor_threshold.py and "
+        "bench/bench_doctor.py)",
     )
     dr.add_argument("--seed", type=int, default=0, help="the split seed train will use")
     dr.add_argument("--val-fraction", type=float, default=0.1)
@@ -879,7 +880,7 @@ def _compare_dir(args: argparse.Namespace) -> Path:
 
 # -- doctor -----------------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from modeltailor.doctor import NEAR_THRESHOLD, examine
+    from modeltailor.doctor import examine
     from modeltailor.doctor.output import write_outputs
 
     modality = _detect_modality(args)
@@ -890,7 +891,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         data,
         modality,
         args.backbone,
-        args.near_threshold if args.near_threshold is not None else NEAR_THRESHOLD,
+        args.near_threshold,
         args.seed,
         args.val_fraction,
         args.test_fraction,

@@ -8,8 +8,9 @@ Reads the data as `tailor train` does (modality registry) and embeds it with the
 backbone through the same embedding cache, then finds:
 
 - exact duplicates (content digest) and near duplicates: cosine of the centred, L2-normalised
-  embeddings >= NEAR_THRESHOLD (0.95), or, where the modality has one (images), of a
-  resize-proof fingerprint >= its `fingerprint_threshold` (bench/bench_doctor_threshold.py);
+  embeddings >= the modality's `near_threshold` (0.95; audio 0.985), or, where the modality
+  has one (images), of a resize-proof fingerprint >= its `fingerprint_threshold`
+  (bench/bench_doctor_threshold.py, bench/bench_doctor.py);
 - conflicting labels within a duplicate group, and leakage: groups whose members sit in
   different splits (the ones laid out on disk, or the split `tailor train` would make);
 - likely label errors: confident learning on out-of-fold probe probabilities (labels.py);
@@ -34,9 +35,11 @@ import numpy as np
 from modeltailor.data.dataset import LabeledDataset
 
 #: Cosine of centred, L2-normalised embeddings at or above which two items are near
-#: duplicates. Measured on the bundled examples (bench/bench_doctor_threshold.py): modified
-#: copies (clip gain x0.25-x2, text case/whitespace) score >= 0.976, the nearest distinct
-#: item <= 0.94 (audio, speech-embedding), <= 0.44 (texts, MiniLM and e5), <= 0.89 (images).
+#: duplicates (`Modality.near_threshold`; this is the default). Measured on the bundled examples
+#: (bench/bench_doctor_threshold.py): modified copies (clip gain x0.25-x2, text
+#: case/whitespace) score >= 0.976, the nearest distinct item <= 0.94 (audio,
+#: speech-embedding), <= 0.44 (texts, MiniLM and e5), <= 0.89 (images). On FSDD distinct
+#: recordings of one speaker's digit reach 0.984 (bench/bench_doctor.py): audio uses 0.985.
 NEAR_THRESHOLD = 0.95
 #: Centring needs enough items for the mean to be the data's common direction.
 MIN_ITEMS_TO_CENTRE = 20
@@ -61,6 +64,12 @@ class DoctorReport:
     class_balance: dict[str, Any] = field(default_factory=dict)
     suggested_removals: list[dict[str, Any]] = field(default_factory=list)
     output: str | None = None
+    #: For Python users and bench/bench_doctor.py, not written to doctor.json: the examined
+    #: (readable) items in order, their given labels, and the out-of-fold probabilities the
+    #: label check used (rows of zeros for classes too small to examine; None when skipped).
+    examined_items: list[Any] = field(default_factory=list, repr=False)
+    given_labels: np.ndarray | None = field(default=None, repr=False)
+    out_of_fold_proba: np.ndarray | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -102,7 +111,7 @@ def doctor(
     *,
     backbone: str | None = None,
     output: str | Path | None = None,
-    near_threshold: float = NEAR_THRESHOLD,
+    near_threshold: float | None = None,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -114,8 +123,9 @@ def doctor(
     verbose: bool = True,
 ) -> DoctorReport:
     """Examine the labelled data at `data` (anything `tailor train` reads); write doctor.json
-    and exclude.txt into `output` when given. `seed` and the fractions are `tailor train`'s,
-    so the leakage check looks at the split training would make."""
+    and exclude.txt into `output` when given. `near_threshold` None: the modality's. `seed`
+    and the fractions are `tailor train`'s, so the leakage check looks at the split training
+    would make."""
     from modeltailor.modalities import modality_for_path
 
     modality = modality_for_path(data)
@@ -142,7 +152,7 @@ def examine(
     data: LabeledDataset,
     modality,
     backbone: str | None,
-    near_threshold: float,
+    near_threshold: float | None,
     seed: int,
     val_fraction: float,
     test_fraction: float,
@@ -159,6 +169,8 @@ def examine(
     from modeltailor.doctor.duplicates import exact_groups, near_groups, normalise
     from modeltailor.doctor.embed import embed_dataset
 
+    if near_threshold is None:
+        near_threshold = modality.near_threshold
     split_of, split_how = split_of_items(data, val_fraction, test_fraction, seed)
     x_raw, bad, backbone_name = embed_dataset(data, modality, backbone, batch_size, verbose)
     good = data.without(bad) if bad else data
@@ -275,6 +287,9 @@ def examine(
         suggested_removals=[
             {**describe(i), "reasons": reasons} for i, reasons in sorted(removals.items())
         ],
+        examined_items=list(items),
+        given_labels=labels,
+        out_of_fold_proba=proba,
     )
 
 

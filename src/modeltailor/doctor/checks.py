@@ -11,6 +11,10 @@ from modeltailor.errors import DataError
 
 #: Tukey's "far out" fence: a distance above Q3 + 3 x IQR of all items' distances.
 OUTLIER_IQR = 3.0
+#: A class with fewer training examples than this is warned about by `tailor train`: a
+#: head fitted on a handful of embeddings is a guess for that class, however high the
+#: overall accuracy reads.
+TINY_CLASS = 5
 
 
 def outlier_scores(x: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -118,10 +122,41 @@ def split_checks(splits: dict[str, Any]) -> dict[str, Any]:
             f"{len(conflicting)} group(s) of identical examples carry different labels (first: "
             f"{first[0][1]} = {first[1][1]}: {labels})"
         )
+    tiny = tiny_classes(splits)
+    if tiny:
+        listed = "; ".join(_tiny_phrase(t) for t in tiny[:5])
+        more = f" (and {len(tiny) - 5} more)" if len(tiny) > 5 else ""
+        warnings.append(
+            f"{len(tiny)} class(es) too small to learn or to judge: {listed}{more}; "
+            "add examples, or merge or drop the class"
+        )
     return {
         "exact_duplicate_groups": len(groups),
         "duplicates_with_conflicting_labels": len(conflicting),
         "duplicates_across_splits": len(leaking),
         "examples": [[item for _, item, _ in g] for g in (leaking or groups)[:5]],
+        "tiny_classes": tiny,
         "warnings": warnings,
     }
+
+
+def tiny_classes(splits: dict[str, Any]) -> list[dict[str, Any]]:
+    """Classes with fewer than TINY_CLASS training examples, or none in a validation or test
+    split that exists (their held-out figures are then missing from the averages)."""
+    train = splits.get("train")
+    if train is None:
+        return []
+    held = {name: d.class_counts() for name, d in splits.items() if name != "train" and d}
+    out = []
+    for c, n in train.class_counts().items():
+        missing = sorted(name for name, counts in held.items() if not counts.get(c))
+        if n < TINY_CLASS or missing:
+            out.append({"class": c, "train": n, "missing_from": missing})
+    return out
+
+
+def _tiny_phrase(t: dict[str, Any]) -> str:
+    phrase = f"'{t['class']}' has {t['train']} training example(s)"
+    if t["missing_from"]:
+        phrase += f" and none in {' or '.join(t['missing_from'])}"
+    return phrase

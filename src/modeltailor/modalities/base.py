@@ -216,6 +216,9 @@ class Modality:
 
     #: Cosine above which two `fingerprint`s are the same content (`tailor doctor`).
     fingerprint_threshold: float = 1.0
+    #: Cosine of centred, L2-normalised embeddings (the modality's default backbone) at or
+    #: above which `tailor doctor` calls two items near duplicates (--near-threshold overrides).
+    near_threshold: float = 0.95
 
     def fingerprint(self, item: Any) -> np.ndarray | None:
         """A small vector that survives re-encoding and resizing, for near-duplicate search

@@ -59,6 +59,7 @@ def write_report(run_path: str | Path) -> Path:
         "mistakes": _mistakes(run.path, held_name, get_modality(cfg.get("modality", "image"))),
         "counts": class_counts(run, cfg, labels),
         "skipped": skipped_files(cfg, metrics),
+        "data_checks": (cfg.get("fit") or {}).get("data_checks") or {},
         "max_skipped": MAX_SKIPPED,
         "missing_glyphs": plots.missing_glyphs(labels),
     }

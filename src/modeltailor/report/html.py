@@ -128,7 +128,10 @@ TEMPLATE = """<!doctype html>
   <nav>
     <a href="#learning-curves">learning curves</a> <a href="#confusion-matrix">confusion</a>
     <a href="#per-class">per class</a> <a href="#reliability">reliability</a>
-    <a href="#mistakes">mistakes</a> <a href="#data">data</a> <a href="#config">configuration</a>
+    <a href="#mistakes">mistakes</a> <a href="#data">data</a>
+    {%- if data_checks and data_checks.get("warnings") %}
+    <a href="#data-checks" class="bad">data warnings</a>{% endif %}
+    <a href="#config">configuration</a>
   </nav>
   {% if headline %}
   <table>
@@ -163,6 +166,36 @@ TEMPLATE = """<!doctype html>
     <code>tailor report</code> again.</p>
   {% endif %}
 </header>
+
+{% if data_checks and data_checks.get("warnings") %}
+<section id="data-checks">
+  <h2>Data warnings</h2>
+  {% for w in data_checks.warnings %}<p class="note warn">{{ w }}</p>{% endfor %}
+  <table>
+    <thead><tr><th>check (content hashes, every run)</th><th>count</th></tr></thead>
+    <tbody>
+      <tr><td>groups of identical examples</td>
+        <td>{{ data_checks.get("exact_duplicate_groups", 0) }}</td></tr>
+      <tr><td>… under different labels</td>
+        <td>{{ data_checks.get("duplicates_with_conflicting_labels", 0) }}</td></tr>
+      <tr><td>… across train / validation / test</td>
+        <td>{{ data_checks.get("duplicates_across_splits", 0) }}</td></tr>
+      <tr><td>classes too small to learn or to judge</td>
+        <td>{{ data_checks.get("tiny_classes", []) | length }}</td></tr>
+    </tbody>
+  </table>
+  {% if data_checks.get("examples") %}
+  <h3>Identical examples (first {{ data_checks.examples | length }} groups)</h3>
+  <table><tbody>
+  {% for g in data_checks.examples %}
+    <tr><td class="path">{{ g | join(" = ") }}</td></tr>
+  {% endfor %}
+  </tbody></table>
+  {% endif %}
+  <p class="muted"><code>tailor doctor DATA</code> also finds near duplicates, likely label
+    errors and outliers, and writes an exclude list for <code>tailor train --exclude</code>.</p>
+</section>
+{% endif %}
 
 {% macro figure(key, alt) -%}
   {% set f = figures[key] %}

@@ -42,6 +42,8 @@ class TrainSettings:
     devices: int | str = "auto"
     distributed: str | None = None  # Lightning strategy: ddp, ddp_spawn, fsdp...
     precision: str | None = None  # bf16-mixed, 16-mixed...
+    #: Numbers a frozen backbone embeds in (linear probe): auto | fp32 | bf16 (numerics.py).
+    embed_precision: str = "auto"
     accelerator: str = "auto"
     verbose: bool = True
     #: How much training inputs vary (modalities.AUGMENT_LEVELS); the estimator resolves it.

@@ -17,7 +17,7 @@ from modeltailor.backbones.model import TailoredModel
 from modeltailor.errors import ModelTailorError
 from modeltailor.training import numerics
 from modeltailor.training.features import CACHE_FORMAT, EmbeddingCache, extract_embeddings
-from modeltailor.training.inputs import pipeline_for, pooled_outputs
+from modeltailor.training.inputs import PREFETCH_BATCHES, pipeline_for, pooled_outputs, prefetched
 from tests.conftest import copy_classes, hymenoptera
 
 HAS_BF16 = numerics.bf16_hardware("cpu") is not None
@@ -174,3 +174,26 @@ def test_auto_checks_bf16_once_on_real_photos_and_records_why(own_cache):
     assert used_again["numeric_path"] == used["numeric_path"]
     assert used_again["reason"].startswith("decided on this machine")
     assert used_again["items_embedded"] == 0  # every row came from that path's cache
+
+
+def test_prefetched_batches_arrive_in_order_and_errors_reach_the_reader():
+    assert list(prefetched(iter(range(10)))) == list(range(10))
+
+    def failing():
+        yield 1
+        raise ValueError("unreadable batch")
+
+    with pytest.raises(ValueError, match="unreadable batch"):
+        list(prefetched(failing()))
+    reads = []
+
+    def endless():
+        while True:
+            reads.append(1)
+            yield len(reads)
+
+    first = prefetched(endless())
+    assert next(first) == 1
+    first.close()  # stopping early stops the reading thread
+    stopped_at = len(reads)
+    assert stopped_at <= 1 + PREFETCH_BATCHES + 1

@@ -20,6 +20,7 @@ from modeltailor.training.numerics import (
     NumericPlan,
     accuracy_decision,
     extraction_device,
+    load_decision,
     plan_numerics,
     save_decision,
     speed_decision,
@@ -101,6 +102,8 @@ def _checked_probe(model, train, val, context: FitContext, plan: NumericPlan) ->
     fast, speedup = speed_decision(timing["batch_seconds"])
     figures: dict[str, Any] = {"check_items": len(check), "bf16_speedup": speedup}
     if not fast:
+        earlier = load_decision(context.spec, pre, plan.device, plan.hardware) or {}
+        figures["slower_checks"] = earlier.get("slower_checks", 0) + 1
         why = f"bf16's forward pass was {speedup}x fp32's here (< {BF16_MIN_SPEEDUP}x)"
         return _decided(model, train, val, context, plan, "fp32", why, figures)
     probe = _probe(model, train, val, context, replace(plan, check=False))

@@ -32,6 +32,10 @@ from modeltailor.errors import ModelTailorError
 SETTINGS = ("auto", "fp32", "bf16")
 #: `auto` keeps bf16 only when its forward pass is at least this much faster than fp32's.
 BF16_MIN_SPEEDUP = 1.1
+#: A "bf16 is not faster" verdict is final only after this many checks on separate fits
+#: agree (load from other processes on a shared machine can hide bf16's gain once); an
+#: accuracy verdict, or bf16 found faster, is final at once.
+SPEED_CHECKS = 3
 #: Fewer check items than this decide nothing: the timing and the accuracy would be noise.
 MIN_CHECK_ITEMS = 64
 #: Without validation data, this many training items are the check set.
@@ -144,6 +148,9 @@ def plan_numerics(setting: str, spec: Any, pre: Any, model: Any, device: str) ->
     if hardware is None:
         return plan("fp32", f"no bf16 hardware ({' / '.join(BF16_CPU_FLAGS)} / GPU) found")
     decided = load_decision(spec, pre, device, hardware)
+    if decided is not None and decided.get("slower_checks", SPEED_CHECKS) < SPEED_CHECKS:
+        # bf16 measured slower, perhaps only because the machine was busy: check again
+        return plan("bf16", "checking bf16 on this machine again", check=True)
     if decided is not None:
         return plan(decided["numeric_path"], f"decided on this machine: {decided['why']}")
     return plan("bf16", "checking bf16 on this machine", check=True)

@@ -9,6 +9,10 @@ Each measurement runs in a fresh process (so its peak RSS is its own) and prints
 - probe_auto: `auto` with that decision kept, empty embedding cache (every later fit)
 - probe_auto_cached: the same fit again, every embedding cached
 
+Every probe process then also times the bare fp32 forward pass itself (`vs_bare_fp32_after`,
+after its peak RSS was read): on a loaded shared machine that neighbour in time is a fairer
+reference than the round's first measurement.
+
 `--rounds N` repeats the whole sequence (shared machines are noisy); ratios are against the
 bare forward pass of the same round. Run it alone: `flock /work/bench.lock python bench/...`.
 """
@@ -94,8 +98,15 @@ def probe(args) -> dict:
 
 
 def child(args) -> None:
-    row = bare_forward(args) if args.child == "bare" else probe(args)
-    print(json.dumps({**row, "peak_rss_mb": peak_mb()}), flush=True)
+    if args.child == "bare":
+        row = bare_forward(args)
+        print(json.dumps({**row, "peak_rss_mb": peak_mb()}), flush=True)
+        return
+    row = {**probe(args), "peak_rss_mb": peak_mb()}
+    # the same process, right after: a reference the load of a shared machine moves alike
+    bare = bare_forward(args)["seconds"]
+    row |= {"bare_fp32_seconds_after": bare, "vs_bare_fp32_after": round(row["seconds"] / bare, 3)}
+    print(json.dumps(row), flush=True)
 
 
 def run_child(args, kind: str, cache: Path, precision: str = "auto") -> dict:

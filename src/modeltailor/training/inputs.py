@@ -489,7 +489,9 @@ def pooled_outputs(
     sums: np.ndarray | None = None
     counts = np.zeros(len(items), np.int64)
     batches = pipeline.inference_batches(items, batch_size, num_workers, bad)
-    for x, owners, covered in prefetched(batches) if num_workers == 0 else batches:
+    if num_workers == 0 and PREFETCH_BATCHES > 0:
+        batches = prefetched(batches)
+    for x, owners, covered in batches:
         if owners:
             out = fn(x).float().numpy()
             if sums is None:
@@ -503,7 +505,8 @@ def pooled_outputs(
     return (sums[kept] / counts[kept, None]).astype(np.float32), kept
 
 
-#: Batches a reading thread may have ready ahead of the model.
+#: Batches a reading thread may have ready ahead of the model (0: no thread, read in turn;
+#: benchmarks flip it to compare, see NOTES-extract.md).
 PREFETCH_BATCHES = 2
 
 

@@ -8,6 +8,7 @@ Each measurement runs in a fresh process (so its peak RSS is its own) and prints
 - probe_auto_first: `auto` on a machine that has decided nothing yet (pays auto's check)
 - probe_auto: `auto` with that decision kept, empty embedding cache (every later fit)
 - probe_auto_cached: the same fit again, every embedding cached
+- probe_auto_no_reading_thread: probe_auto with images read in turn (`PREFETCH_BATCHES = 0`)
 
 Every probe process then also times the bare fp32 forward pass itself (`vs_bare_fp32_after`,
 after its peak RSS was read): on a loaded shared machine that neighbour in time is a fairer
@@ -72,6 +73,10 @@ def bare_forward(args) -> dict:
 
 def probe(args) -> dict:
     from modeltailor import ImageClassifier
+    from modeltailor.training import inputs
+
+    if args.no_thread:
+        inputs.PREFETCH_BATCHES = 0  # read images in turn with the forward pass, as before
 
     t = time.perf_counter()
     train, val, test = splits(args.data)
@@ -109,9 +114,12 @@ def child(args) -> None:
     print(json.dumps(row), flush=True)
 
 
-def run_child(args, kind: str, cache: Path, precision: str = "auto") -> dict:
+def run_child(
+    args, kind: str, cache: Path, precision: str = "auto", no_thread: bool = False
+) -> dict:
     env = {**os.environ, "MODELTAILOR_CACHE": str(cache)}
     cmd = [sys.executable, __file__, "--child", kind, "--precision", precision]
+    cmd += ["--no-thread"] if no_thread else []
     cmd += ["--data", str(args.data), "--backbone", args.backbone, "--batch", str(args.batch)]
     cmd += ["--workers", str(args.workers)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -136,6 +144,8 @@ def one_round(args, tmp: Path, k: int) -> None:
     shutil.rmtree(cache / "embeddings")  # keep the decision, lose the embeddings
     emit("probe_auto", run_child(args, "probe", cache))
     emit("probe_auto_cached", run_child(args, "probe", cache))
+    shutil.rmtree(cache / "embeddings")
+    emit("probe_auto_no_reading_thread", run_child(args, "probe", cache, no_thread=True))
 
 
 def main() -> int:
@@ -147,6 +157,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--child", choices=("bare", "probe"))
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--no-thread", action="store_true", help="child: no reading thread")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"no data at {args.data}", file=sys.stderr)

@@ -62,10 +62,13 @@ def main() -> int:
 
     @torch.inference_mode()
     def before() -> np.ndarray:
-        rows = []
-        for x, _owners, _ in pipeline.inference_batches(items, args.batch, 0, {}):
-            rows.append(model.embed(x).float().numpy())  # FSDD clips fit one window each
-        return np.concatenate(rows)
+        """pooled_outputs as it was: read a batch, run it, average each clip's windows."""
+        sums = np.zeros((len(items), model.num_features))
+        counts = np.zeros(len(items))
+        for x, owners, _ in pipeline.inference_batches(items, args.batch, 0, {}):
+            np.add.at(sums, owners, model.embed(x).float().numpy())
+            np.add.at(counts, owners, 1)
+        return (sums / counts[:, None]).astype(np.float32)
 
     def after(path: str):
         def run() -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,13 @@ from modeltailor.backbones.model import TailoredModel
 from modeltailor.errors import ModelTailorError
 from modeltailor.training import numerics
 from modeltailor.training.features import CACHE_FORMAT, EmbeddingCache, extract_embeddings
-from modeltailor.training.inputs import PREFETCH_BATCHES, pipeline_for, pooled_outputs, prefetched
+from modeltailor.training.inputs import (
+    PREFETCH_BATCHES,
+    pipeline_for,
+    pooled_outputs,
+    prefetched,
+    spare_core,
+)
 from tests.conftest import copy_classes, hymenoptera
 
 HAS_BF16 = numerics.bf16_hardware("cpu") is not None
@@ -204,3 +211,14 @@ def test_prefetched_batches_arrive_in_order_and_errors_reach_the_reader():
     first.close()  # stopping early stops the reading thread
     stopped_at = len(reads)
     assert stopped_at <= 1 + PREFETCH_BATCHES + 1
+
+
+def test_a_reading_thread_is_used_only_when_torch_leaves_a_core_free():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert spare_core() == (len(os.sched_getaffinity(0)) > 1)
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        assert not spare_core()
+    finally:
+        torch.set_num_threads(threads)

@@ -71,6 +71,7 @@ class TailoredClassifier(BaseEstimator):
         devices: int | str = "auto",
         distributed: str | None = None,
         precision: str | None = None,
+        embed_precision: str = "auto",
         output: str | Path | None = None,
         resume: bool = False,
         verbose: bool = True,
@@ -95,6 +96,7 @@ class TailoredClassifier(BaseEstimator):
         self.devices = devices
         self.distributed = distributed
         self.precision = precision
+        self.embed_precision = embed_precision
         self.output = output
         self.resume = resume
         self.verbose = verbose
@@ -124,6 +126,7 @@ class TailoredClassifier(BaseEstimator):
             devices=self.devices,
             distributed=self.distributed,
             precision=self.precision,
+            embed_precision=self.embed_precision,
             verbose=self.verbose,
             augment=self._augment(),
             max_seconds=self.time_limit,
@@ -293,7 +296,14 @@ class TailoredClassifier(BaseEstimator):
             and get_strategy(self.strategy).uses_feature_cache
         ):
             data = LabeledDataset(list(items), [0] * len(items), self.classes_)
-            cache = EmbeddingCache(self.spec_, self.preprocessing_)
+            # the numeric path the head was fitted in (fit.embeddings), and its cache
+            used = self.fit_info_.get("embeddings", {})
+            cache = EmbeddingCache(
+                self.spec_,
+                self.preprocessing_,
+                numerics=used.get("numeric_path", "fp32"),
+                device=used.get("device", "cpu"),
+            )
             feats, bad = extract_embeddings(
                 self.model_,
                 data,

@@ -245,6 +245,13 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--distributed", help="Lightning distributed strategy, e.g. ddp")
     t.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed or 16-mixed (GPU)")
     t.add_argument(
+        "--embed-precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="numbers the frozen backbone embeds in (linear-probe): auto = bf16 where AMX, "
+        "AVX-512 BF16 or a GPU make it fast and a check on validation data keeps accuracy",
+    )
+    t.add_argument(
         "--calibrate",
         action="store_true",
         help="fit a softmax temperature on the validation data (honest probabilities)",
@@ -370,6 +377,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "devices": _devices(args.devices),
             "distributed": args.distributed,
             "precision": args.precision,
+            "embed_precision": args.embed_precision,
             "output": run_path,
             "resume": args.resume,
             "verbose": not args.quiet,

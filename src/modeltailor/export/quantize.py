@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from modeltailor.defaults import MAX_ACCURACY_DROP
 from modeltailor.export.base import ExportError, ExportJob, parity, pixels_for, verification_items
 from modeltailor.export.onnx import _ort_logits
 
-MAX_ACCURACY_DROP = 0.01
 CALIBRATION_IMAGES = 128
 CANDIDATES: tuple[dict[str, Any], ...] = (
     {"per_channel": "depthwise", "calibration": "MinMax"},

@@ -3,13 +3,28 @@ once, cached on disk, and a regularised linear head is fitted on them in seconds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
+import torch
 
 from modeltailor.strategies.base import FitContext, FitResult, Strategy, register_strategy
-from modeltailor.training.features import EmbeddingCache, extract_embeddings
+from modeltailor.training.features import EmbeddingCache, extract_with
 from modeltailor.training.heads import C_GRID, fit_logreg_head, selection_record, stack_groups
+from modeltailor.training.numerics import (
+    BF16_MIN_SPEEDUP,
+    CHECK_ITEMS_FROM_TRAIN,
+    MIN_CHECK_ITEMS,
+    NumericPlan,
+    accuracy_decision,
+    extraction_device,
+    load_decision,
+    plan_numerics,
+    save_decision,
+    speed_decision,
+)
 
 
 @dataclass(frozen=True)
@@ -19,49 +34,177 @@ class LinearProbe(Strategy):
 
 
 def probe_head(model, train, val, context: FitContext) -> FitResult:
-    """Embed (cached), choose the regularisation by stratified k-fold cross-validation over
-    the train + validation embeddings (grouped when the data carry groups), fit the head on
-    the training data. The result holds the datasets minus files that failed to decode.
+    """Embed (cached, in the numeric path `numerics.py` picks), choose the regularisation by
+    stratified k-fold cross-validation over the train + validation embeddings (grouped when
+    the data carry groups), fit the head on the training data. The result holds the datasets
+    minus files that failed to decode.
     """
-    pre, settings = context.pre, context.settings
-    cache = EmbeddingCache(context.spec, pre)
-    x_train, bad = extract_embeddings(
-        model, train, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
-    )
+    settings = context.settings
+    device = extraction_device(settings.accelerator)
+    plan = plan_numerics(settings.embed_precision, context.spec, context.pre, model, device)
+    started = time.perf_counter()
+    if plan.check:
+        probe = _checked_probe(model, train, val, context, plan)
+    else:
+        probe = _probe(model, train, val, context, plan)
+    probe.embeddings["seconds"] = round(time.perf_counter() - started, 3)
+    return _result(probe)
+
+
+@dataclass
+class _Probe:
+    """A fitted probe: its embeddings, data, head choice and the embedding record."""
+
+    x_train: np.ndarray
+    x_val: np.ndarray | None
+    train: Any
+    val: Any
+    fitted: dict[str, Any]
+    cache: EmbeddingCache
+    embeddings: dict[str, Any] = field(default_factory=dict)
+
+
+def _probe(model, train, val, context: FitContext, plan: NumericPlan) -> _Probe:
+    """Embed train and val in `plan.path` (cached), fit the head."""
+    pre, s = context.pre, context.settings
+    cache = EmbeddingCache(context.spec, pre, numerics=plan.path, device=plan.device)
+    args = (s.batch_size, s.num_workers, s.verbose)
+    (x_train,), bad, timing = extract_with(model, train, pre, [cache], *args)
     train = train.without(bad) if bad else train
     x_val = None
     if val is not None:
-        x_val, bad_val = extract_embeddings(
-            model, val, pre, cache, settings.batch_size, settings.num_workers, settings.verbose
-        )
+        (x_val,), bad_val, val_timing = extract_with(model, val, pre, [cache], *args)
         val = val.without(bad_val) if bad_val else val
+        timing = _add_timing(timing, val_timing)
+    fitted = _fit(model, x_train, train, x_val, val, context)
+    record = {**plan.record(), **_speed(timing, plan.path)}
+    return _Probe(x_train, x_val, train, val, fitted, cache, record)
+
+
+def _checked_probe(model, train, val, context: FitContext, plan: NumericPlan) -> _Probe:
+    """auto's first fit of this backbone on this machine: embed the check items (validation,
+    else some training items) in fp32 and bf16 at once, keep bf16 if its forward pass is
+    faster and the probe's accuracy on bf16 embeddings is within the accuracy rule of its
+    accuracy on fp32 ones; record the decision for later fits."""
+    check = val if val is not None and len(val) else _train_sample(train)
+    if len(check) < MIN_CHECK_ITEMS:
+        why = f"{len(check)} check items are too few to judge bf16 by (< {MIN_CHECK_ITEMS}); fp32"
+        return _probe(model, train, val, context, replace(plan, path="fp32", reason=why))
+    pre, s = context.pre, context.settings
+    caches = [
+        EmbeddingCache(context.spec, pre, numerics=path, device=plan.device)
+        for path in ("fp32", "bf16")
+    ]
+    args = (s.batch_size, s.num_workers, s.verbose)
+    (x32, x16), bad, timing = extract_with(model, check, pre, caches, *args)
+    check = check.without(bad) if bad else check
+    fast, speedup = speed_decision(timing["batch_seconds"])
+    figures: dict[str, Any] = {"check_items": len(check), "bf16_speedup": speedup}
+    if not fast:
+        earlier = load_decision(context.spec, pre, plan.device, plan.hardware) or {}
+        figures["slower_checks"] = earlier.get("slower_checks", 0) + 1
+        why = f"bf16's forward pass was {speedup}x fp32's here (< {BF16_MIN_SPEEDUP}x)"
+        return _decided(model, train, val, context, plan, "fp32", why, figures)
+    probe = _probe(model, train, val, context, replace(plan, check=False))
+    y = np.asarray(check.labels)
+    acc32, acc16 = _head_accuracy(model, x32, y), _head_accuracy(model, x16, y)
+    figures |= {"accuracy_fp32_embeddings": acc32, "accuracy_bf16_embeddings": acc16}
+    if not accuracy_decision(acc32, acc16):
+        why = f"bf16 embeddings moved the probe's accuracy {acc32:.4f} -> {acc16:.4f}"
+        return _decided(model, train, val, context, plan, "fp32", why, figures)
+    why = f"bf16 {speedup}x fp32's speed, probe accuracy {acc32:.4f} (fp32) vs {acc16:.4f}"
+    decided = {"numeric_path": "bf16", "why": why, **figures}
+    save_decision(context.spec, pre, plan.device, plan.hardware, decided)
+    probe.embeddings |= {"reason": f"checked now: {why}", "check": figures}
+    return probe
+
+
+def _decided(model, train, val, context, plan, path: str, why: str, figures) -> _Probe:
+    """Record the decision for this machine, then fit in `path`."""
+    decided = {"numeric_path": path, "why": why, **figures}
+    save_decision(context.spec, context.pre, plan.device, plan.hardware, decided)
+    chosen = replace(plan, path=path, check=False, reason=f"checked now: {why}")
+    probe = _probe(model, train, val, context, chosen)
+    probe.embeddings["check"] = figures
+    return probe
+
+
+def _train_sample(train):
+    """Without validation data, the check runs on the first training items."""
+    n = min(len(train), CHECK_ITEMS_FROM_TRAIN)
+    return train.subset(np.arange(n), f"{train.source} [check]") if n < len(train) else train
+
+
+def _head_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    with torch.inference_mode():
+        pred = model.classifier()(torch.from_numpy(x)).argmax(1).numpy()
+    return round(float((pred == y).mean()), 6)
+
+
+def _add_timing(a: dict, b: dict) -> dict:
+    def merged(key: str) -> dict:
+        return {k: a[key].get(k, 0) + b[key].get(k, 0) for k in {*a[key], *b[key]}}
+
+    return {
+        "items": a["items"] + b["items"],
+        "wall_seconds": a["wall_seconds"] + b["wall_seconds"],
+        "forward_seconds": merged("forward_seconds"),
+        "rows": merged("rows"),
+        "batch_seconds": {},
+    }
+
+
+def _speed(timing: dict, path: str) -> dict[str, Any]:
+    """The measured speed config.json records: items embedded now and per second (decode
+    included), and the forward pass alone in rows per second."""
+    out: dict[str, Any] = {"items_embedded": timing["items"]}
+    if timing["items"] and timing["wall_seconds"]:
+        out["items_per_second"] = round(timing["items"] / timing["wall_seconds"], 2)
+    seconds, rows = timing["forward_seconds"].get(path), timing["rows"].get(path)
+    if seconds and rows:
+        out["forward_rows_per_second"] = round(rows / seconds, 2)
+    return out
+
+
+def _fit(model, x_train, train, x_val, val, context: FitContext) -> dict[str, Any]:
     y_val = np.asarray(val.labels) if val is not None and len(val) else None
     n_val = 0 if y_val is None else len(y_val)
-    fitted = fit_logreg_head(
+    return fit_logreg_head(
         model,
         x_train,
         np.asarray(train.labels),
         x_val,
         y_val,
         len(train.class_names),
-        settings,
+        context.settings,
         C_GRID,
         scale=True,
         cv=True,
         groups=stack_groups(train, val, len(train), n_val),
     )
+
+
+def _result(probe: _Probe) -> FitResult:
+    fitted = probe.fitted
     info = {
         "head": "logistic regression (L2) on standardised embeddings, folded into the linear head",
         "C": fitted["C"],
         "selected_by": fitted["selected_by"],
-        "embedding_cache": str(cache.dir),
-        "embedded_items": len(cache),
+        "embedding_cache": str(probe.cache.dir),
+        "embedded_items": len(probe.cache),
+        "embeddings": probe.embeddings,
         "class_weights": "balanced" if fitted["balanced"] else None,
         "selection": selection_record(fitted, "embeddings"),
     }
-    rows = fitted["rows"]
-    features = (x_train, x_val)
-    return FitResult(rows, info, features=features, head_choice=fitted, train=train, val=val)
+    features = (probe.x_train, probe.x_val)
+    return FitResult(
+        fitted["rows"],
+        info,
+        features=features,
+        head_choice=fitted,
+        train=probe.train,
+        val=probe.val,
+    )
 
 
 LINEAR_PROBE = register_strategy(

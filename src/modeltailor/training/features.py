@@ -1,7 +1,8 @@
 """Embedding cache: a frozen backbone's features, computed once per file and kept on disk.
 
-Keyed by file content (sha1) under a folder keyed by backbone weights + preprocessing, so a
-renamed or moved file is still a hit and a changed file is not. Embeddings are stored in
+Keyed by file content (sha1) under a folder keyed by backbone weights + preprocessing + numeric
+path (`numerics.py`: bf16 rows never mix with fp32 ones), so a renamed or moved file is still a
+hit and a changed file is not. Embeddings are stored in
 shards of a few hundred rows, each written atomically: memory does not grow with the dataset,
 and an interrupted extraction resumes at the last finished shard.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.run import atomic_write_bytes
 from modeltailor.training.inputs import pipeline_for, pooled_outputs
+from modeltailor.training.numerics import autocast
 
 SHARD_ROWS = 256
 CACHE_FORMAT = 1
@@ -38,15 +42,32 @@ def cache_root() -> Path:
 
 
 class EmbeddingCache:
-    """Sharded on-disk store: content digest -> embedding row."""
+    """Sharded on-disk store: content digest -> embedding row, for one numeric path.
 
-    def __init__(self, spec: BackboneSpec, pre: Preprocessing, root: Path | None = None) -> None:
+    fp32 on the CPU keeps the key it had before numeric paths existed (caches made then stay
+    valid); any other path or device is part of the key.
+    """
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        pre: Preprocessing,
+        root: Path | None = None,
+        numerics: str = "fp32",
+        device: str = "cpu",
+    ) -> None:
+        self.numerics = numerics
+        self.device = device
         key = {
             "format": CACHE_FORMAT,
             "architecture": spec.architecture,
             "weights": spec.weights_identity(),
             "preprocessing": pre.to_dict(),
         }
+        if numerics != "fp32":
+            key["numerics"] = numerics
+        if device != "cpu":
+            key["device"] = device
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = (root or cache_root()) / "embeddings" / f"{spec.name.replace('/', '_')}-{digest}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +117,6 @@ class EmbeddingCache:
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
-@torch.inference_mode()
 def extract_embeddings(
     model: TailoredModel,
     dataset: LabeledDataset,
@@ -108,39 +128,116 @@ def extract_embeddings(
 ) -> tuple[np.ndarray, dict]:
     """Embeddings of every usable item, and {item: reason} for the files that failed to decode.
 
-    Only files whose content is not in the cache are decoded and run through the backbone.
+    Only files whose content is not in the cache are decoded and run through the backbone,
+    in the cache's numeric path.
+    """
+    (rows,), bad, _ = extract_with(model, dataset, pre, [cache], batch_size, num_workers, verbose)
+    return rows, bad
+
+
+@torch.inference_mode()
+def extract_with(
+    model: TailoredModel,
+    dataset: LabeledDataset,
+    pre: Preprocessing,
+    caches: Sequence[EmbeddingCache],
+    batch_size: int = 32,
+    num_workers: int = 0,
+    verbose: bool = True,
+) -> tuple[list[np.ndarray], dict, dict]:
+    """Embeddings from each cache (one per numeric path), every item decoded once for all.
+
+    Returns (rows per cache, {item: reason} for files that failed to decode, timing): timing
+    has how many items were embedded now and in how many seconds, and per path the forward
+    seconds and rows and each batch's seconds, without the first batch (one-off kernel set-up:
+    not the steady speed).
     """
     digests = dataset.digests()
     todo: dict[str, int] = {}
     for i, d in enumerate(digests):
-        if d not in cache and d not in todo:
+        if d not in todo and not all(d in cache for cache in caches):
             todo[d] = i
     bad: dict = {}
+    timing: dict = {
+        "items": len(todo),
+        "wall_seconds": 0.0,
+        "forward_seconds": {},
+        "rows": {},
+        "batch_seconds": {},
+    }
     if todo:
-        bad = _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, verbose)
+        started = time.perf_counter()
+        bad = _embed_missing(
+            model, dataset, pre, caches, todo, batch_size, num_workers, verbose, timing
+        )
+        timing["wall_seconds"] = time.perf_counter() - started
     good = [d for i, d in enumerate(digests) if dataset.items[i] not in bad]
-    return cache.read(good), bad
+    return [cache.read(good) for cache in caches], bad, timing
 
 
-def _embed_missing(model, dataset, pre, cache, todo, batch_size, num_workers, verbose) -> dict:
+class _TimedEmbed:
+    """The backbone's `embed` in one numeric path, on one device, timed batch by batch."""
+
+    def __init__(self, net: TailoredModel, path: str, device: str, timing: dict) -> None:
+        self.net, self.path, self.device, self.timing = net, path, device, timing
+        self.batches = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
+        with autocast(self.path, self.device):
+            out = self.net.embed(x.to(self.device, non_blocking=True)).float().cpu()
+        self.batches += 1
+        if self.batches > 1:  # the first batch sets kernels up: not the steady speed
+            took = time.perf_counter() - started
+            self.timing["batch_seconds"].setdefault(self.path, []).append(took)
+            seconds, rows = self.timing["forward_seconds"], self.timing["rows"]
+            seconds[self.path] = seconds.get(self.path, 0.0) + took
+            rows[self.path] = rows.get(self.path, 0) + len(x)
+        return out
+
+
+def _embed_missing(
+    model, dataset, pre, caches, todo, batch_size, num_workers, verbose, timing
+) -> dict:
     """Embed the items not yet cached, a shard at a time (an interruption loses one shard)."""
     order = list(todo.values())
     digest_of = list(todo.keys())
     pipeline = pipeline_for(model, pre)
-    net = model.eval()
+    device = caches[0].device
+    net = model.eval().to(device)
     if pipeline.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    embeds = [_TimedEmbed(net, cache.numerics, device, timing) for cache in caches]
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        outs = [e(x) for e in embeds]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
     bad: dict = {}
     from modeltailor.modalities import get_modality
 
     noun = get_modality(pre.modality).noun
-    with progress_bar(len(order), f"embedding {noun}", verbose) as bar:
-        for start in range(0, len(order), SHARD_ROWS):
-            chunk = order[start : start + SHARD_ROWS]
-            items = [dataset.items[i] for i in chunk]
-            rows, kept = pooled_outputs(
-                net.embed, pipeline, items, batch_size, num_workers, bad, bar.advance
-            )
-            if kept:
-                cache.write_shard([digest_of[start + k] for k in kept], rows)
+    try:
+        with progress_bar(len(order), f"embedding {noun}", verbose) as bar:
+            for start in range(0, len(order), SHARD_ROWS):
+                chunk = order[start : start + SHARD_ROWS]
+                items = [dataset.items[i] for i in chunk]
+                rows, kept = pooled_outputs(
+                    embed, pipeline, items, batch_size, num_workers, bad, bar.advance
+                )
+                _write_shards(caches, [digest_of[start + k] for k in kept], rows)
+    finally:
+        model.to("cpu")
     return bad
+
+
+def _write_shards(caches: Sequence[EmbeddingCache], digests: list[str], rows: np.ndarray) -> None:
+    """Each cache gets its own columns of `rows`, for the digests it lacks."""
+    if not digests:
+        return
+    width = rows.shape[1] // len(caches)
+    for k, cache in enumerate(caches):
+        missing = [r for r, d in enumerate(digests) if d not in cache]
+        if missing:
+            part = rows[missing, k * width : (k + 1) * width]
+            cache.write_shard([digests[r] for r in missing], part)

@@ -10,6 +10,9 @@ window pooling of embeddings (linear probe) and logits (fine-tune) is the same c
 from __future__ import annotations
 
 import math
+import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -481,11 +484,16 @@ def pooled_outputs(
 ) -> tuple[np.ndarray, list[int]]:
     """`fn` over every row, averaged per item: (one row per usable item, their indices).
 
-    Items that fail to load are added to `bad` and left out.
+    Items that fail to load are added to `bad` and left out. Without worker processes, and
+    when a core is left over by torch's threads, the next batches are read (decoded, resized,
+    tokenised) in a thread while `fn` runs on this one.
     """
     sums: np.ndarray | None = None
     counts = np.zeros(len(items), np.int64)
-    for x, owners, covered in pipeline.inference_batches(items, batch_size, num_workers, bad):
+    batches = pipeline.inference_batches(items, batch_size, num_workers, bad)
+    if num_workers == 0 and PREFETCH_BATCHES > 0 and spare_core():
+        batches = prefetched(batches)
+    for x, owners, covered in batches:
         if owners:
             out = fn(x).float().numpy()
             if sums is None:
@@ -497,3 +505,66 @@ def pooled_outputs(
     if sums is None:
         return np.empty((0, 0), np.float32), kept
     return (sums[kept] / counts[kept, None]).astype(np.float32), kept
+
+
+#: Batches a reading thread may have ready ahead of the model (0: no thread, read in turn;
+#: benchmarks flip it to compare, see NOTES-extract.md).
+PREFETCH_BATCHES = 2
+
+
+def spare_core() -> bool:
+    """Whether this process may run on more cores than torch's intra-op threads use.
+
+    Why it matters: on 2 unloaded cores with torch on both, a reading thread slowed the probe
+    (hymenoptera, bf16: 7.06 s with it vs 6.20 s without; forward 71 vs 97 rows/s) and gained
+    nothing for audio (0.99x): torch's threads spin while they wait and lose the core to it.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return cores > torch.get_num_threads()
+
+
+def prefetched(batches: Iterator[Any], depth: int = PREFETCH_BATCHES) -> Iterator[Any]:
+    """`batches`, produced in a background thread up to `depth` ahead.
+
+    Why a thread: decoding JPEGs and resizing (PIL, torch) release the GIL, so reading overlaps
+    the forward pass when a core is free for it (`spare_core`), without copying every batch
+    between processes as DataLoader workers do. Errors in the thread are raised here; stopping
+    early stops the thread.
+    """
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(("batch", batch)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="read-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = out.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()

@@ -13,19 +13,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from modeltailor.backbones.catalogue import Preprocessing, TextPreprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.errors import ModelTailorError
 from modeltailor.strategies.base import FitResult, Strategy  # noqa: F401 (FitResult re-exported)
-from modeltailor.training.callbacks import History
 from modeltailor.training.heads import class_weight_vector
 from modeltailor.training.inputs import pipeline_for
-from modeltailor.training.module import ClassifierModule
 
 
 @dataclass
@@ -43,6 +39,8 @@ class TrainSettings:
     devices: int | str = "auto"
     distributed: str | None = None  # Lightning strategy: ddp, ddp_spawn, fsdp...
     precision: str | None = None  # bf16-mixed, 16-mixed...
+    #: Numbers a frozen backbone embeds in (linear probe): auto | fp32 | bf16 (numerics.py).
+    embed_precision: str = "auto"
     accelerator: str = "auto"
     verbose: bool = True
     #: How much training inputs vary (modalities.AUGMENT_LEVELS); the estimator resolves it.
@@ -64,7 +62,16 @@ def train_network(
     checkpoint_dir: Path,
     resume: bool = False,
 ) -> FitResult:
-    """Train with Lightning; afterwards `model` holds the weights of the best validation epoch."""
+    """Train with Lightning; afterwards `model` holds the weights of the best validation epoch.
+
+    Lightning is imported here, not with the module: a linear probe never trains a network,
+    and importing it costs ~70 MB of memory for nothing (issue 21)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from modeltailor.training.callbacks import History
+    from modeltailor.training.module import ClassifierModule
+
     L.seed_everything(settings.seed, workers=True, verbose=False)
     _share_cores(settings)
     epochs = settings.epochs if settings.epochs is not None else strategy.epochs

@@ -228,7 +228,10 @@ class TailoredClassifier(BaseEstimator):
         details = modality.fit_details(self, model, train)
         self.fit_info_ = {**result.info, **details, "notes": context.notes}
         self.fit_info_["augmentation"] = self._augmentation_record(strategy)
-        self.fit_info_["baseline"] = baseline_comparison(self, strategy, result.info, train, val)
+        if result.is_main_process:  # other DDP processes stop after their share of the work
+            self.fit_info_["baseline"] = baseline_comparison(
+                self, strategy, result.info, train, val
+            )
         self.adapters_ = strategy.adapters
         self.skipped_ = train.skipped + (val.skipped if val is not None else [])
         self.data_ = {

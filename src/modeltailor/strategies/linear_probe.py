@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from modeltailor.strategies.base import FitContext, FitResult, Strategy, register_strategy
+from modeltailor.training.distributed import ONE_PROCESS, Shard, extraction_shard
 from modeltailor.training.features import EmbeddingCache, extract_with
 from modeltailor.training.heads import C_GRID, fit_logreg_head, selection_record, stack_groups
 from modeltailor.training.numerics import (
@@ -40,14 +41,22 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
     minus files that failed to decode.
     """
     settings = context.settings
+    shard = extraction_shard(settings)
     device = extraction_device(settings.accelerator)
     plan = plan_numerics(settings.embed_precision, context.spec, context.pre, model, device)
+    if plan.check and shard.world_size > 1:  # the check compares paths in one process
+        why = "several processes embed: bf16 is checked by a one-process run first; fp32"
+        plan = replace(plan, path="fp32", check=False, reason=why)
     started = time.perf_counter()
     if plan.check:
         probe = _checked_probe(model, train, val, context, plan)
     else:
-        probe = _probe(model, train, val, context, plan)
+        probe = _probe(model, train, val, context, plan, shard)
+    if probe is None:  # another process than rank 0: its part of the cache is written
+        return FitResult(is_main_process=False)
     probe.embeddings["seconds"] = round(time.perf_counter() - started, 3)
+    if shard.world_size > 1:
+        probe.embeddings["processes"] = shard.world_size
     return _result(probe)
 
 
@@ -64,11 +73,14 @@ class _Probe:
     embeddings: dict[str, Any] = field(default_factory=dict)
 
 
-def _probe(model, train, val, context: FitContext, plan: NumericPlan) -> _Probe:
-    """Embed train and val in `plan.path` (cached), fit the head."""
+def _probe(
+    model, train, val, context: FitContext, plan: NumericPlan, shard: Shard = ONE_PROCESS
+) -> _Probe | None:
+    """Embed train and val in `plan.path` (cached; this process's share of them), fit the
+    head (rank 0 only: None on the other processes)."""
     pre, s = context.pre, context.settings
     cache = EmbeddingCache(context.spec, pre, numerics=plan.path, device=plan.device)
-    args = (s.batch_size, s.num_workers, s.verbose)
+    args = (s.batch_size, s.num_workers, s.verbose, shard)
     (x_train,), bad, timing = extract_with(model, train, pre, [cache], *args)
     train = train.without(bad) if bad else train
     x_val = None
@@ -76,6 +88,8 @@ def _probe(model, train, val, context: FitContext, plan: NumericPlan) -> _Probe:
         (x_val,), bad_val, val_timing = extract_with(model, val, pre, [cache], *args)
         val = val.without(bad_val) if bad_val else val
         timing = _add_timing(timing, val_timing)
+    if not shard.is_main:
+        return None
     fitted = _fit(model, x_train, train, x_val, val, context)
     record = {**plan.record(), **_speed(timing, plan.path)}
     return _Probe(x_train, x_val, train, val, fitted, cache, record)

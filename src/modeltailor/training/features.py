@@ -26,6 +26,7 @@ from modeltailor.backbones.catalogue import BackboneSpec, Preprocessing
 from modeltailor.backbones.model import TailoredModel
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.run import atomic_write_bytes
+from modeltailor.training.distributed import ONE_PROCESS, Shard
 from modeltailor.training.inputs import pipeline_for, pooled_outputs
 from modeltailor.training.numerics import autocast
 
@@ -74,6 +75,10 @@ class EmbeddingCache:
         if not (self.dir / "key.json").exists():
             atomic_write_bytes(self.dir / "key.json", json.dumps(key, indent=1).encode())
         self._index: dict[str, tuple[str, int]] = {}
+        self._load_index()
+
+    def reload(self) -> None:
+        """See the shards other processes wrote since this one was opened."""
         self._load_index()
 
     def _load_index(self) -> None:
@@ -144,8 +149,13 @@ def extract_with(
     batch_size: int = 32,
     num_workers: int = 0,
     verbose: bool = True,
+    shard: Shard = ONE_PROCESS,
 ) -> tuple[list[np.ndarray], dict, dict]:
     """Embeddings from each cache (one per numeric path), every item decoded once for all.
+
+    With several processes (`shard`), each embeds every world_size-th missing item into the
+    shared cache; after all have finished, each reads every row (rows another process could
+    not decode are tried again here, which names the file and the reason).
 
     Returns (rows per cache, {item: reason} for files that failed to decode, timing): timing
     has how many items were embedded now and in how many seconds, and per path the forward
@@ -165,14 +175,28 @@ def extract_with(
         "rows": {},
         "batch_seconds": {},
     }
-    if todo:
-        started = time.perf_counter()
+    started = time.perf_counter()
+    mine = dict(list(todo.items())[shard.rank :: shard.world_size])
+    if mine:
         bad = _embed_missing(
-            model, dataset, pre, caches, todo, batch_size, num_workers, verbose, timing
+            model, dataset, pre, caches, mine, batch_size, num_workers, verbose, timing
         )
-        timing["wall_seconds"] = time.perf_counter() - started
+    if shard.world_size > 1:
+        shard.wait()
+        for cache in caches:
+            cache.reload()
+        left = {d: i for d, i in todo.items() if d not in mine and not _in_all(d, caches)}
+        if left:  # another process could not decode them: say which and why
+            bad |= _embed_missing(
+                model, dataset, pre, caches, left, batch_size, num_workers, verbose, timing
+            )
+    timing["wall_seconds"] = time.perf_counter() - started if todo else 0.0
     good = [d for i, d in enumerate(digests) if dataset.items[i] not in bad]
     return [cache.read(good) for cache in caches], bad, timing
+
+
+def _in_all(digest: str, caches: Sequence[EmbeddingCache]) -> bool:
+    return all(digest in cache for cache in caches)
 
 
 class _TimedEmbed:

@@ -138,6 +138,34 @@ def _page_files(out_dir: Path, dist: Path, title: str) -> dict[str, bytes]:
     return files
 
 
+def model_page_files(
+    templates: dict[str, str],
+    title: str,
+    names: list[str],
+    parts: list[bytes],
+    app: dict[str, Any],
+    dist: Path,
+    labels: Any,
+    pre: Any,
+) -> dict[str, bytes]:
+    """The files a page whose model ships in script parts has in common (text, audio): its
+    templates, index.html loading the parts, app-data.js, onnxruntime-web, the parts, and
+    labels.json / preprocessing.json."""
+    files = {out: _template(src) for src, out in templates.items()}
+    scripts = "\n".join(f'<script defer src="{n}"></script>' for n in names).encode("ascii")
+    files["index.html"] = (
+        files["index.html"]
+        .replace(b"{{title}}", html.escape(title).encode("utf-8"))
+        .replace(b"{{model_scripts}}", scripts)
+    )
+    files["app-data.js"] = _js_global("MODELTAILOR_APP", app)
+    files.update(runtime_files(dist))
+    files.update(zip(names, parts, strict=True))
+    files["labels.json"] = json.dumps(labels, indent=2, ensure_ascii=False).encode("utf-8")
+    files["preprocessing.json"] = json.dumps(pre, indent=2, ensure_ascii=False).encode("utf-8")
+    return files
+
+
 def runtime_files(dist: Path) -> dict[str, bytes]:
     """onnxruntime-web for a page: the wasm-only bundle, and its glue and binary embedded."""
     runtime = {

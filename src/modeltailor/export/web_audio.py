@@ -28,7 +28,6 @@ position and says so; probabilities then differ by up to ~4e-3 on the runs teste
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -69,18 +68,7 @@ def audio_page_files(out_dir: Path, dist: Path, title: str) -> tuple[dict[str, b
         "record_seconds": RECORD_SECONDS,
         "fallback_rate": FALLBACK_RATE,
     }
-    files = {out: web._template(src) for src, out in AUDIO_TEMPLATES.items()}
-    scripts = "\n".join(f'<script defer src="{n}"></script>' for n in names).encode("ascii")
-    files["index.html"] = (
-        files["index.html"]
-        .replace(b"{{title}}", html.escape(title).encode("utf-8"))
-        .replace(b"{{model_scripts}}", scripts)
-    )
-    files["app-data.js"] = web._js_global("MODELTAILOR_APP", app)
-    files.update(web.runtime_files(dist))
-    files.update(zip(names, parts, strict=True))
-    files["labels.json"] = json.dumps(labels, indent=2, ensure_ascii=False).encode("utf-8")
-    files["preprocessing.json"] = json.dumps(pre, indent=2, ensure_ascii=False).encode("utf-8")
+    files = web.model_page_files(AUDIO_TEMPLATES, title, names, parts, app, dist, labels, pre)
     return files, _details(names, model)
 
 

@@ -123,7 +123,6 @@ def model_script_names(parts: int) -> list[str]:
 
 def text_page_files(out_dir: Path, dist: Path, title: str) -> tuple[dict[str, bytes], dict]:
     """Every file of a text run's web folder, by name; and its manifest details."""
-    import html
 
     from modeltailor.export import web
 
@@ -150,20 +149,9 @@ def text_page_files(out_dir: Path, dist: Path, title: str) -> tuple[dict[str, by
     }
     assets = text_js.tokenizer_assets(out_dir)  # the export's tokenizer.json (sha256 checked)
     assets_json = json.dumps(assets, ensure_ascii=False).encode("utf-8")
-    files = {out: web._template(src) for src, out in TEXT_TEMPLATES.items()}
-    scripts = "\n".join(f'<script defer src="{n}"></script>' for n in names).encode("ascii")
-    files["index.html"] = (
-        files["index.html"]
-        .replace(b"{{title}}", html.escape(title).encode("utf-8"))
-        .replace(b"{{model_scripts}}", scripts)
-    )
-    files["app-data.js"] = web._js_global("MODELTAILOR_APP", app)
+    files = web.model_page_files(TEXT_TEMPLATES, title, names, parts, app, dist, labels, pre)
     files["tokenizer-data.js"] = web._base64_global("MODELTAILOR_TOKENIZER", assets_json)
     files["tokenizers.js"] = text_js.tokenizers_js_script(text_js.tokenizers_js_package())
-    files.update(web.runtime_files(dist))
-    files.update(zip(names, parts, strict=True))
-    files["labels.json"] = json.dumps(labels, indent=2, ensure_ascii=False).encode("utf-8")
-    files["preprocessing.json"] = json.dumps(pre, indent=2, ensure_ascii=False).encode("utf-8")
     details = {
         "model": {
             "files": [f"web/{n}" for n in names],

@@ -310,3 +310,22 @@ def test_train_warns_about_duplicates_across_splits_and_labels(small_dir, tmp_pa
     section = page.split('<section id="data-checks">')[1].split("</section>")[0]
     assert section.count('class="note warn"') == len(checks["warnings"])
     assert all(w in " ".join(section.split()) for w in checks["warnings"])
+
+
+def test_text_fingerprint_sees_through_case_spacing_and_a_signature():
+    """A long text copied in upper case, with doubled spaces and a signature line, keeps its
+    word-bigram fingerprint above the text threshold; distinct texts stay far below it."""
+    from modeltailor.modalities import get_modality
+
+    text = get_modality("text")
+    rows = list(csv.DictReader((EXAMPLES / "text" / "tickets_en.csv").open(encoding="utf-8")))
+    long = " ".join(r["text"] for r in rows[:8])
+    copy = long.upper().replace(" ", "  ") + "\n\n-- \nSent from my phone. Please excuse typos."
+    fp = [text.fingerprint(t) for t in (long, copy, rows[8]["text"], rows[9]["text"])]
+    assert float(fp[0] @ fp[1]) >= text.fingerprint_threshold
+    assert float(fp[2] @ fp[3]) < 0.5 and float(fp[0] @ fp[2]) < 0.5
+    ja, ja_copy = (
+        "返品の手続きを教えてください。注文番号は1234です。",
+        "返品の手続きを 教えてください。注文番号は１２３４です。",
+    )
+    assert float(text.fingerprint(ja) @ text.fingerprint(ja_copy)) >= text.fingerprint_threshold

@@ -308,7 +308,6 @@ def cv_scores(
 
 def _fold_path(x, y, tr, te, grid, order, balanced, n_classes, scale, solver) -> list[tuple]:
     """(macro-F1, accuracy, log-loss) of each C of `grid` on one fold, along the C path."""
-    from sklearn.metrics import f1_score, log_loss
     from sklearn.preprocessing import StandardScaler
 
     x_tr, x_te = x[tr], x[te]
@@ -321,10 +320,28 @@ def _fold_path(x, y, tr, te, grid, order, balanced, n_classes, scale, solver) ->
         model.set_params(C=grid[i], tol=path_tol(grid[i], scale)).fit(x_tr, y[tr])
         proba = _full_proba(model, x_te, n_classes)
         pred = proba.argmax(1)
-        f1 = f1_score(y[te], pred, labels=sorted(set(y[te])), average="macro")
-        loss = float(log_loss(y[te], proba, labels=list(range(n_classes))))
-        out[i] = (float(f1), float((pred == y[te]).mean()), loss)
+        out[i] = (macro_f1(y[te], pred), float((pred == y[te]).mean()), log_loss(y[te], proba))
     return out
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """Macro-F1 over the classes present in `y`, as sklearn's `f1_score(labels=sorted(set(y)),
+    average="macro")` computes it (2tp / (2tp + fp + fn), 0 where that is 0/0), without its
+    input validation: that took 15 ms a call, half of a cached hymenoptera probe's CV."""
+    scores = []
+    for label in np.unique(y):
+        truth, said = y == label, pred == label
+        tp = int(np.sum(truth & said))
+        denominator = 2 * tp + int(np.sum(~truth & said)) + int(np.sum(truth & ~said))
+        scores.append(2 * tp / denominator if denominator else 0.0)
+    return float(np.mean(scores))
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean cross-entropy of rows of class probabilities (clipped to [eps, 1 - eps] as
+    sklearn's `log_loss` does), without sklearn's per-call validation."""
+    eps = np.finfo(proba.dtype).eps
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1 - eps))))
 
 
 def cv_key(row: dict[str, Any]) -> tuple[float, float]:

@@ -5,6 +5,8 @@ Each measurement runs in a fresh process (so its peak RSS is its own) and prints
 
 - bare_fp32_forward: inference_mode fp32 forward over every image, pre-decoded (no I/O)
 - probe_fp32: `embed_precision="fp32"`, empty cache: load, embed, fit, evaluate val and test
+- probe_bf16 / probe_onnx: the same, forced onto bf16 autocast / ONNX Runtime fp32 (onnx with
+  its traced graph already in the cache, as every fit after a machine's first has it)
 - probe_auto_first: `auto` on a machine that has decided nothing yet (pays auto's check)
 - probe_auto: `auto` with that decision kept, empty embedding cache (every later fit)
 - probe_auto_cached: the same fit again, every embedding cached
@@ -139,6 +141,10 @@ def one_round(args, tmp: Path, k: int) -> None:
         print(json.dumps(row), flush=True)
 
     emit("probe_fp32", run_child(args, "probe", tmp / f"fp32-{k}", "fp32"))
+    emit("probe_bf16", run_child(args, "probe", tmp / f"bf16-{k}", "bf16"))
+    run_child(args, "probe", tmp / f"onnx-{k}", "onnx")  # traces the graph once
+    shutil.rmtree(tmp / f"onnx-{k}" / "embeddings")
+    emit("probe_onnx", run_child(args, "probe", tmp / f"onnx-{k}", "onnx"))
     cache = tmp / f"auto-{k}"
     emit("probe_auto_first", run_child(args, "probe", cache))
     shutil.rmtree(cache / "embeddings")  # keep the decision, lose the embeddings

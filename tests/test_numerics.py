@@ -83,28 +83,40 @@ def test_forcing_a_path_is_obeyed_where_it_applies(own_cache, lite0):
     assert refused.path == "fp32" and "not a torch graph" in refused.reason
 
 
-def test_auto_keeps_fp32_without_bf16_hardware(own_cache, lite0, monkeypatch):
+def test_without_bf16_hardware_auto_checks_onnx_runtime_else_keeps_fp32(
+    own_cache, lite0, monkeypatch
+):
     spec, pre, model = lite0
     monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    # texts are not traced: only bf16 hardware could give them another path
+    text_pre = get_backbone("minilm-l6").inference_preprocessing()
+    assert "not traced" in numerics.onnx_applies(text_pre, "cpu")
+    assert "CPU only" in numerics.onnx_applies(pre, "cuda")
+    plan = numerics.plan_numerics("auto", spec, pre, model, "cpu")
+    assert (plan.path, plan.check, plan.hardware) == ("onnx", True, None)
+    assert plan.candidates == ("onnx",)
+    monkeypatch.setattr(numerics, "onnx_applies", lambda pre, device: "onnxruntime is missing")
     plan = numerics.plan_numerics("auto", spec, pre, model, "cpu")
     assert (plan.path, plan.check, plan.hardware) == ("fp32", False, None)
-    assert "no bf16 hardware" in plan.reason
+    assert "no bf16 hardware" in plan.reason and "onnxruntime is missing" in plan.reason
 
 
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has neither AMX nor AVX-512 BF16")
-def test_auto_tries_bf16_for_images_on_this_machine_then_follows_its_decision(own_cache, lite0):
+def test_auto_tries_onnx_and_bf16_for_images_on_this_machine_then_follows_its_decision(
+    own_cache, lite0
+):
     spec, pre, model = lite0
     plan = numerics.plan_numerics("auto", spec, pre, model, "cpu")
-    assert (plan.path, plan.check) == ("bf16", True)
-    decided = {"numeric_path": "fp32", "why": "bf16 was slower here"}
-    numerics.save_decision(spec, pre, "cpu", plan.hardware, decided)
+    assert plan.check and plan.candidates == (("onnx", "bf16") if HAS_BF16 else ("onnx",))
+    decided = {"numeric_path": "fp32", "why": "nothing was faster here"}
+    numerics.save_decision(plan, spec, pre, decided)
     again = numerics.plan_numerics("auto", spec, pre, model, "cpu")
     assert (again.path, again.check) == ("fp32", False)
-    assert "bf16 was slower here" in again.reason
+    assert "nothing was faster here" in again.reason
     # "slower" seen on fewer fits than SPEED_CHECKS may have been a busy machine: check again
-    numerics.save_decision(spec, pre, "cpu", plan.hardware, {**decided, "slower_checks": 1})
+    numerics.save_decision(plan, spec, pre, {**decided, "slower_checks": 1})
     retry = numerics.plan_numerics("auto", spec, pre, model, "cpu")
-    assert (retry.path, retry.check) == ("bf16", True) and "again" in retry.reason
+    assert (retry.path, retry.check) == ("onnx", True) and "again" in retry.reason
 
 
 def test_speed_and_accuracy_rules():
@@ -112,6 +124,7 @@ def test_speed_and_accuracy_rules():
     assert numerics.speed_decision(fast) == (True, 1.429)
     assert numerics.speed_decision({"fp32": [1.0, 1.0], "bf16": [0.95, 0.97]})[0] is False
     assert numerics.speed_decision({"fp32": [], "bf16": []}) == (False, 0.0)
+    assert numerics.speed_decision({"fp32": [1.0, 1.0], "onnx": [0.5, 0.5]}, "onnx") == (True, 2.0)
     assert numerics.accuracy_decision(0.95, 0.94)
     assert not numerics.accuracy_decision(0.95, 0.935)
     assert not numerics.accuracy_decision(0.935, 0.95)
@@ -169,14 +182,17 @@ def test_a_probe_records_its_numeric_path(own_cache, few_images):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has neither AMX nor AVX-512 BF16")
-def test_auto_checks_bf16_once_on_real_photos_and_records_why(own_cache):
+def test_auto_checks_bf16_and_onnx_once_on_real_photos_and_records_why(own_cache):
     train, val, _ = load_image_folder(hymenoptera()).split()
     first = ImageClassifier(verbose=False).fit(train, val)
     used = first.fit_info_["embeddings"]
     assert used["reason"].startswith("checked now")
     assert used["check"]["check_items"] == len(val) and used["check"]["bf16_speedup"] > 0
-    if used["numeric_path"] == "bf16":
-        drop = used["check"]["accuracy_fp32_embeddings"] - used["check"]["accuracy_bf16_embeddings"]
+    assert used["check"]["onnx_speedup"] > 0
+    if used["numeric_path"] != "fp32":
+        path = used["numeric_path"]
+        check = used["check"]
+        drop = check["accuracy_fp32_embeddings"] - check[f"accuracy_{path}_embeddings"]
         assert abs(drop) <= numerics.MAX_ACCURACY_DROP + 1e-9
     (decision,) = (own_cache / "numerics").glob("*.json")
     assert json.loads(decision.read_text())["numeric_path"] == used["numeric_path"]
@@ -188,6 +204,34 @@ def test_auto_checks_bf16_once_on_real_photos_and_records_why(own_cache):
     assert used_again["numeric_path"] == used["numeric_path"]
     assert used_again["reason"].startswith("decided on this machine")
     assert used_again["items_embedded"] == 0  # every row came from that path's cache
+
+
+def test_onnx_runtime_embeddings_match_torch_and_a_probe_can_be_forced_onto_them(
+    own_cache, lite0, few_images
+):
+    spec, pre, model = lite0
+    x32, _ = extract_embeddings(model, few_images, pre, EmbeddingCache(spec, pre), verbose=False)
+    ort_cache = EmbeddingCache(spec, pre, numerics="onnx")
+    assert ort_cache.dir != EmbeddingCache(spec, pre).dir
+    x_ort, bad = extract_embeddings(model, few_images, pre, ort_cache, verbose=False)
+    assert not bad and np.abs(x_ort - x32).max() <= 1e-3 * max(1.0, np.abs(x32).max())
+    assert len(list((own_cache / "graphs").glob("*.onnx"))) == 1  # traced once, kept
+    train, val, _ = few_images.split(0.5, 0.5, 0.0)
+    forced = ImageClassifier(verbose=False, embed_precision="onnx").fit(train, val)
+    used = forced.fit_info_["embeddings"]
+    assert used["numeric_path"] == "onnx" and used["items_embedded"] == 0  # its cache's rows
+    assert forced.score(val) >= 0.5
+
+
+def test_a_graph_that_disagrees_with_torch_is_never_used(own_cache, few_images, monkeypatch):
+    from modeltailor.training import onnx_embed
+
+    monkeypatch.setattr(onnx_embed, "MAX_RELATIVE_DIFFERENCE", -1.0)  # any difference fails
+    train, val, _ = few_images.split(0.5, 0.5, 0.0)
+    clf = ImageClassifier(verbose=False, embed_precision="onnx").fit(train, val)
+    used = clf.fit_info_["embeddings"]
+    assert used["numeric_path"] == "fp32" and "differ from PyTorch's" in used["reason"]
+    assert not list((own_cache / "graphs").glob("*.onnx"))  # the wrong graph was removed
 
 
 def test_prefetched_batches_arrive_in_order_and_errors_reach_the_reader():

@@ -246,10 +246,11 @@ def _add_training_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--precision", help="Lightning precision, e.g. bf16-mixed or 16-mixed (GPU)")
     t.add_argument(
         "--embed-precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=("auto", "fp32", "bf16", "onnx"),
         default="auto",
-        help="numbers the frozen backbone embeds in (linear-probe): auto = bf16 where AMX, "
-        "AVX-512 BF16 or a GPU make it fast and a check on validation data keeps accuracy",
+        help="how the frozen backbone embeds (linear-probe): fp32 or bf16 in PyTorch, or fp32 "
+        "in ONNX Runtime (images); auto = the fastest of these on this machine whose "
+        "embeddings keep the probe's validation accuracy (checked once, then remembered)",
     )
     t.add_argument(
         "--calibrate",

@@ -226,6 +226,12 @@ class Modality:
         the item cannot be read."""
         return None
 
+    def embedding_example(self, pre: Any) -> Any:
+        """A random batch of what the backbone's `embed` takes (after preprocessing), for
+        tracing it to ONNX Runtime for frozen extraction (`training/onnx_embed.py`); None:
+        that numeric path is not offered for this modality."""
+        return None
+
     def baseline_features(self, items: list) -> tuple[str, list[np.ndarray | None]] | None:
         """A cheap no-pretraining baseline for modalities whose catalogue has none (images):
         its name and one feature vector per item (None: unreadable). None: no baseline."""

@@ -124,6 +124,11 @@ class ImageModality(Modality):
         v = np.asarray(grey, dtype=np.float32).ravel()
         return v - v.mean()
 
+    def embedding_example(self, pre):
+        import torch
+
+        return torch.randn(2, 3, pre.input_size, pre.input_size)
+
     def baseline_features(self, items: list) -> tuple[str, list[np.ndarray | None]]:
         """Colour, edge and texture histograms (`training/image_baseline.py`): seconds."""
         from modeltailor.training.image_baseline import NAME, image_features

@@ -15,9 +15,9 @@ from modeltailor.training.distributed import ONE_PROCESS, Shard, extraction_shar
 from modeltailor.training.features import EmbeddingCache, extract_with
 from modeltailor.training.heads import C_GRID, fit_logreg_head, selection_record, stack_groups
 from modeltailor.training.numerics import (
-    BF16_MIN_SPEEDUP,
     CHECK_ITEMS_FROM_TRAIN,
     MIN_CHECK_ITEMS,
+    MIN_SPEEDUP,
     NumericPlan,
     accuracy_decision,
     extraction_device,
@@ -26,6 +26,7 @@ from modeltailor.training.numerics import (
     save_decision,
     speed_decision,
 )
+from modeltailor.training.onnx_embed import OnnxEmbedUnavailable
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def probe_head(model, train, val, context: FitContext) -> FitResult:
     device = extraction_device(settings.accelerator)
     plan = plan_numerics(settings.embed_precision, context.spec, context.pre, model, device)
     if plan.check and shard.world_size > 1:  # the check compares paths in one process
-        why = "several processes embed: bf16 is checked by a one-process run first; fp32"
+        why = "several processes embed: paths are checked by a one-process run first; fp32"
         plan = replace(plan, path="fp32", check=False, reason=why)
     started = time.perf_counter()
     if plan.check:
@@ -81,7 +82,11 @@ def _probe(
     pre, s = context.pre, context.settings
     cache = EmbeddingCache(context.spec, pre, numerics=plan.path, device=plan.device)
     args = (s.batch_size, s.num_workers, s.verbose, shard)
-    (x_train,), bad, timing = extract_with(model, train, pre, [cache], *args)
+    try:
+        (x_train,), bad, timing = extract_with(model, train, pre, [cache], *args)
+    except OnnxEmbedUnavailable as exc:  # decided or forced onnx, and it fails here now
+        fp32 = replace(plan, path="fp32", reason=f"ONNX Runtime: {exc}; fp32")
+        return _probe(model, train, val, context, fp32, shard)
     train = train.without(bad) if bad else train
     x_val = None
     if val is not None:
@@ -97,46 +102,59 @@ def _probe(
 
 def _checked_probe(model, train, val, context: FitContext, plan: NumericPlan) -> _Probe:
     """auto's first fit of this backbone on this machine: embed the check items (validation,
-    else some training items) in fp32 and bf16 at once, keep bf16 if its forward pass is
-    faster and the probe's accuracy on bf16 embeddings is within the accuracy rule of its
-    accuracy on fp32 ones; record the decision for later fits."""
+    else some training items) in fp32 and every candidate path at once; keep the fastest
+    candidate whose forward pass is at least MIN_SPEEDUP x fp32's and with whose embeddings
+    the probe's accuracy stays within the accuracy rule of its accuracy on fp32 ones; record
+    the decision for later fits."""
     check = val if val is not None and len(val) else _train_sample(train)
     if len(check) < MIN_CHECK_ITEMS:
-        why = f"{len(check)} check items are too few to judge bf16 by (< {MIN_CHECK_ITEMS}); fp32"
+        why = f"{len(check)} check items are too few to judge other paths by "
+        why += f"(< {MIN_CHECK_ITEMS}); fp32"
         return _probe(model, train, val, context, replace(plan, path="fp32", reason=why))
     pre, s = context.pre, context.settings
-    caches = [
-        EmbeddingCache(context.spec, pre, numerics=path, device=plan.device)
-        for path in ("fp32", "bf16")
-    ]
+    paths = ["fp32", *plan.candidates]
     args = (s.batch_size, s.num_workers, s.verbose)
-    (x32, x16), bad, timing = extract_with(model, check, pre, caches, *args)
+    figures: dict[str, Any] = {}
+    try:
+        caches = [EmbeddingCache(context.spec, pre, numerics=p, device=plan.device) for p in paths]
+        rows, bad, timing = extract_with(model, check, pre, caches, *args)
+    except OnnxEmbedUnavailable as exc:
+        figures["onnx"] = str(exc)
+        paths.remove("onnx")
+        caches = [EmbeddingCache(context.spec, pre, numerics=p, device=plan.device) for p in paths]
+        rows, bad, timing = extract_with(model, check, pre, caches, *args)
     check = check.without(bad) if bad else check
-    fast, speedup = speed_decision(timing["batch_seconds"])
-    figures: dict[str, Any] = {"check_items": len(check), "bf16_speedup": speedup}
+    figures["check_items"] = len(check)
+    speed = {p: speed_decision(timing["batch_seconds"], p)[1] for p in paths[1:]}
+    figures |= {f"{p}_speedup": x for p, x in speed.items()}
+    fast = sorted((p for p in speed if speed[p] >= MIN_SPEEDUP), key=speed.get, reverse=True)
     if not fast:
-        earlier = load_decision(context.spec, pre, plan.device, plan.hardware) or {}
-        figures["slower_checks"] = earlier.get("slower_checks", 0) + 1
-        why = f"bf16's forward pass was {speedup}x fp32's here (< {BF16_MIN_SPEEDUP}x)"
+        earlier = load_decision(context.spec, pre, plan.device, plan.hardware, plan.candidates)
+        figures["slower_checks"] = (earlier or {}).get("slower_checks", 0) + 1
+        said = ", ".join(f"{p} {x}x" for p, x in speed.items()) or "no other path ran"
+        why = f"no path was >= {MIN_SPEEDUP}x fp32's forward speed here ({said})"
         return _decided(model, train, val, context, plan, "fp32", why, figures)
-    probe = _probe(model, train, val, context, replace(plan, check=False))
     y = np.asarray(check.labels)
-    acc32, acc16 = _head_accuracy(model, x32, y), _head_accuracy(model, x16, y)
-    figures |= {"accuracy_fp32_embeddings": acc32, "accuracy_bf16_embeddings": acc16}
-    if not accuracy_decision(acc32, acc16):
-        why = f"bf16 embeddings moved the probe's accuracy {acc32:.4f} -> {acc16:.4f}"
-        return _decided(model, train, val, context, plan, "fp32", why, figures)
-    why = f"bf16 {speedup}x fp32's speed, probe accuracy {acc32:.4f} (fp32) vs {acc16:.4f}"
-    decided = {"numeric_path": "bf16", "why": why, **figures}
-    save_decision(context.spec, pre, plan.device, plan.hardware, decided)
-    probe.embeddings |= {"reason": f"checked now: {why}", "check": figures}
-    return probe
+    moved = []
+    for path in fast:  # fit in the fastest; the head must judge its check items alike
+        probe = _probe(model, train, val, context, replace(plan, path=path, check=False))
+        acc32 = _head_accuracy(model, rows[0], y)
+        acc = _head_accuracy(model, rows[paths.index(path)], y)
+        figures |= {"accuracy_fp32_embeddings": acc32, f"accuracy_{path}_embeddings": acc}
+        if accuracy_decision(acc32, acc):
+            why = f"{path} {speed[path]}x fp32's speed, probe accuracy {acc32:.4f} (fp32) "
+            why += f"vs {acc:.4f}"
+            save_decision(plan, context.spec, pre, {"numeric_path": path, "why": why, **figures})
+            probe.embeddings |= {"reason": f"checked now: {why}", "check": figures}
+            return probe
+        moved.append(f"{path} embeddings moved the probe's accuracy {acc32:.4f} -> {acc:.4f}")
+    return _decided(model, train, val, context, plan, "fp32", "; ".join(moved), figures)
 
 
 def _decided(model, train, val, context, plan, path: str, why: str, figures) -> _Probe:
     """Record the decision for this machine, then fit in `path`."""
     decided = {"numeric_path": path, "why": why, **figures}
-    save_decision(context.spec, context.pre, plan.device, plan.hardware, decided)
+    save_decision(plan, context.spec, context.pre, decided)
     chosen = replace(plan, path=path, check=False, reason=f"checked now: {why}")
     probe = _probe(model, train, val, context, chosen)
     probe.embeddings["check"] = figures

@@ -59,6 +59,8 @@ class EmbeddingCache:
     ) -> None:
         self.numerics = numerics
         self.device = device
+        self.spec = spec
+        self.root = root or cache_root()
         key = {
             "format": CACHE_FORMAT,
             "architecture": spec.architecture,
@@ -70,7 +72,7 @@ class EmbeddingCache:
         if device != "cpu":
             key["device"] = device
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        self.dir = (root or cache_root()) / "embeddings" / f"{spec.name.replace('/', '_')}-{digest}"
+        self.dir = self.root / "embeddings" / f"{spec.name.replace('/', '_')}-{digest}"
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.dir / "key.json").exists():
             atomic_write_bytes(self.dir / "key.json", json.dumps(key, indent=1).encode())
@@ -202,14 +204,18 @@ def _in_all(digest: str, caches: Sequence[EmbeddingCache]) -> bool:
 class _TimedEmbed:
     """The backbone's `embed` in one numeric path, on one device, timed batch by batch."""
 
-    def __init__(self, net: TailoredModel, path: str, device: str, timing: dict) -> None:
+    def __init__(self, net: TailoredModel, path: str, device: str, timing: dict, ort=None):
         self.net, self.path, self.device, self.timing = net, path, device, timing
+        self.ort = ort  # the path is onnx: its OrtEmbedder
         self.batches = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         started = time.perf_counter()
-        with autocast(self.path, self.device):
-            out = self.net.embed(x.to(self.device, non_blocking=True)).float().cpu()
+        if self.ort is not None:
+            out = self.ort(x)
+        else:
+            with autocast(self.path, self.device):
+                out = self.net.embed(x.to(self.device, non_blocking=True)).float().cpu()
         self.batches += 1
         if self.batches > 1:  # the first batch sets kernels up: not the steady speed
             took = time.perf_counter() - started
@@ -229,9 +235,10 @@ def _embed_missing(
     pipeline = pipeline_for(model, pre)
     device = caches[0].device
     net = model.eval().to(device)
+    orts = {id(c): _ort_embedder(net, c, pre) for c in caches if c.numerics == "onnx"}
     if pipeline.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    embeds = [_TimedEmbed(net, cache.numerics, device, timing) for cache in caches]
+    embeds = [_TimedEmbed(net, c.numerics, device, timing, orts.get(id(c))) for c in caches]
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         outs = [e(x) for e in embeds]
@@ -253,6 +260,17 @@ def _embed_missing(
     finally:
         model.to("cpu")
     return bad
+
+
+def _ort_embedder(net: TailoredModel, cache: EmbeddingCache, pre: Preprocessing):
+    """The ONNX Runtime embedder of the onnx path (traced once, checked against `net`)."""
+    from modeltailor.modalities import get_modality
+    from modeltailor.training.onnx_embed import OnnxEmbedUnavailable, OrtEmbedder
+
+    example = get_modality(pre.modality).embedding_example(pre)
+    if example is None:
+        raise OnnxEmbedUnavailable(f"{pre.modality} backbones are not traced to ONNX Runtime")
+    return OrtEmbedder(net, cache.spec, example, cache.root)
 
 
 def _write_shards(caches: Sequence[EmbeddingCache], digests: list[str], rows: np.ndarray) -> None:

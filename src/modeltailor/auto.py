@@ -88,11 +88,13 @@ def has_baseline(modality: str) -> bool:
     return any(s.supports("baseline") for s in list_backbones(modality))
 
 
-def trained_strategy(modality: str, train: LabeledDataset) -> str:
-    """The trained strategy for this data: few-shot pair tuning when texts per class are few,
-    else fine-tuning."""
+def trained_strategy(backbone: str, train: LabeledDataset) -> str:
+    """The trained strategy for this data: few-shot pair tuning when examples per class are
+    few and the backbone supports it (sentence encoders), else fine-tuning."""
+    from modeltailor.backbones import get_backbone
+
     smallest = int(np.bincount(train.labels).min()) if len(train) else 0
-    if modality == "text" and smallest <= FEW_SHOT_MAX_PER_CLASS:
+    if smallest <= FEW_SHOT_MAX_PER_CLASS and get_backbone(backbone).supports("few-shot"):
         return "few-shot"
     return "fine-tune"
 
@@ -185,7 +187,7 @@ class AutoSearch:
         if not probes:
             return
         best_probe = max(probes, key=lambda s: s.val_macro_f1)
-        stage = Stage(trained_strategy(self.modality, train), best_probe.backbone)
+        stage = Stage(trained_strategy(best_probe.backbone, train), best_probe.backbone)
         limit = None
         if self.budget is not None:
             limit = self.left() - RESERVE_FRACTION * self.budget

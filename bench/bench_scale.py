@@ -4,7 +4,10 @@ Writes Fashion-MNIST images (from ../shared/data) as PNG class folders, then in 
 per size runs the linear probe end to end (load, embed into the sharded cache, fit the head,
 evaluate) and prints one JSON line with its peak RSS and images/s.
 
-    python bench/bench_scale.py [--sizes 1000,10000] [--workers 0]
+    python bench/bench_scale.py [--sizes 1000,10000,50000] [--workers 0] [--precision auto]
+
+Each size has a cache of its own, so each pays a machine's first fit (auto's numeric check on
+at most 1,024 validation images, and tracing the ONNX graph).
 """
 
 from __future__ import annotations
@@ -54,13 +57,15 @@ def write_images(n: int, root: Path) -> Path:
     return out
 
 
-def child(folder: Path, workers: int) -> None:
+def child(folder: Path, workers: int, precision: str) -> None:
     import modeltailor  # noqa: F401
     from modeltailor import ImageClassifier, load_image_folder
 
     t = time.perf_counter()
     train, val, test = load_image_folder(folder).split(0.8, 0.1, seed=0)
-    clf = ImageClassifier(strategy="linear-probe", verbose=False, num_workers=workers)
+    clf = ImageClassifier(
+        strategy="linear-probe", verbose=False, num_workers=workers, embed_precision=precision
+    )
     clf.fit(train, val)
     acc = clf.evaluate(test)["accuracy"]
     wall = time.perf_counter() - t
@@ -74,6 +79,8 @@ def child(folder: Path, workers: int) -> None:
                 "images_per_second": round(n / wall, 2),
                 "test_accuracy": round(acc, 4),
                 "num_workers": workers,
+                "numeric_path": clf.fit_info_["embeddings"]["numeric_path"],
+                "reason": clf.fit_info_["embeddings"]["reason"],
             }
         ),
         flush=True,
@@ -85,9 +92,10 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--child", type=Path)
+    ap.add_argument("--precision", default="auto", help="--embed-precision of the probe")
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.workers)
+        child(args.child, args.workers, args.precision)
         return 0
     if not FASHION.is_dir():
         print(f"no data at {FASHION}", file=sys.stderr)
@@ -98,7 +106,8 @@ def main() -> int:
             folder = write_images(n, Path(tmp))
             env = {**os.environ, "MODELTAILOR_CACHE": str(Path(tmp) / f"cache-{n}")}
             res = subprocess.run(
-                [sys.executable, __file__, "--child", str(folder), "--workers", str(args.workers)],
+                [sys.executable, __file__, "--child", str(folder), "--workers", str(args.workers),
+                 "--precision", args.precision],  # fmt: skip
                 capture_output=True,
                 text=True,
                 env=env,

@@ -16,6 +16,7 @@ from modeltailor.training.features import EmbeddingCache, extract_with
 from modeltailor.training.heads import C_GRID, fit_logreg_head, selection_record, stack_groups
 from modeltailor.training.numerics import (
     CHECK_ITEMS_FROM_TRAIN,
+    MAX_CHECK_ITEMS,
     MIN_CHECK_ITEMS,
     MIN_SPEEDUP,
     NumericPlan,
@@ -106,7 +107,7 @@ def _checked_probe(model, train, val, context: FitContext, plan: NumericPlan) ->
     candidate whose forward pass is at least MIN_SPEEDUP x fp32's and with whose embeddings
     the probe's accuracy stays within the accuracy rule of its accuracy on fp32 ones; record
     the decision for later fits."""
-    check = val if val is not None and len(val) else _train_sample(train)
+    check = _val_sample(val) if val is not None and len(val) else _train_sample(train)
     if len(check) < MIN_CHECK_ITEMS:
         why = f"{len(check)} check items are too few to judge other paths by "
         why += f"(< {MIN_CHECK_ITEMS}); fp32"
@@ -159,6 +160,14 @@ def _decided(model, train, val, context, plan, path: str, why: str, figures) -> 
     probe = _probe(model, train, val, context, chosen)
     probe.embeddings["check"] = figures
     return probe
+
+
+def _val_sample(val):
+    """The validation items, or a seeded sample of MAX_CHECK_ITEMS of them."""
+    if len(val) <= MAX_CHECK_ITEMS:
+        return val
+    keep = np.sort(np.random.default_rng(0).choice(len(val), MAX_CHECK_ITEMS, replace=False))
+    return val.subset(keep, f"{val.source} [check]")
 
 
 def _train_sample(train):

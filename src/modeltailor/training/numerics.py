@@ -47,6 +47,9 @@ SPEED_CHECKS = 3
 MIN_CHECK_ITEMS = 64
 #: Without validation data, this many training items are the check set.
 CHECK_ITEMS_FROM_TRAIN = 256
+#: At most this many validation items are the check set: every candidate path embeds them
+#: beside fp32, so on 5,000 validation images an uncapped check would embed 15,000 extra.
+MAX_CHECK_ITEMS = 1024
 #: CPU flags under which oneDNN runs bf16 natively (anything else emulates it).
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 

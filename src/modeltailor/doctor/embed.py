@@ -2,7 +2,8 @@
 
 The backbone is resolved as the linear probe resolves it (`Modality.default_backbone`,
 `specialise`: the audio window from the clips), so a doctor run and a linear-probe run on the
-same files share cached embeddings: whichever comes second computes none.
+same files share cached embeddings when the probe embeds in fp32 (PyTorch, or ONNX Runtime):
+whichever comes second computes none.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from modeltailor.data.dataset import LabeledDataset
 from modeltailor.errors import BackboneError
 from modeltailor.modalities import Modality
+from modeltailor.training.onnx_embed import OnnxEmbedUnavailable
 
 
 def embed_dataset(
@@ -42,6 +44,20 @@ def embed_dataset(
     spec = modality.specialise(clf, spec, data)
     pre = spec.inference_preprocessing()
     model = TailoredModel(spec.build(max(len(data.class_names), 2), pretrained=True))
-    cache = EmbeddingCache(spec, pre)
-    x, bad = extract_embeddings(model, data, pre, cache, batch_size, 0, verbose)
+    cache = EmbeddingCache(spec, pre, numerics=fp32_path(spec, pre, model))
+    try:
+        x, bad = extract_embeddings(model, data, pre, cache, batch_size, 0, verbose)
+    except OnnxEmbedUnavailable:
+        cache = EmbeddingCache(spec, pre)
+        x, bad = extract_embeddings(model, data, pre, cache, batch_size, 0, verbose)
     return x, bad, spec.name
+
+
+def fp32_path(spec: Any, pre: Any, model: Any) -> str:
+    """The fp32 path to embed in: ONNX Runtime where `tailor train` decided on it on this
+    machine (its embeddings are within 1e-5 of PyTorch's, and the two then share the cache),
+    else PyTorch fp32. Never bf16: the near-duplicate thresholds were measured in fp32."""
+    from modeltailor.training.numerics import plan_numerics
+
+    plan = plan_numerics("auto", spec, pre, model, "cpu")
+    return "onnx" if plan.path == "onnx" and not plan.check else "fp32"

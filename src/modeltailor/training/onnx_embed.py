@@ -32,6 +32,11 @@ OPSET = 18
 #: Largest |ONNX - torch| allowed on the check batch, relative to the largest |torch| value.
 MAX_RELATIVE_DIFFERENCE = 1e-3
 
+#: Rows per ONNX Runtime call. EfficientNet-Lite0 at 256 px, 2 threads: 32 rows at once held
+#: 1,149 MB of peak RSS, 16 rows 636 MB at the same speed (interleaved median 0.99x), and 16
+#: without the memory-pattern planner 429 MB, no slower; 8 rows 376 MB but 6% slower.
+ROWS_PER_RUN = 16
+
 _SESSIONS: dict[Path, Any] = {}
 
 
@@ -85,7 +90,11 @@ class OrtEmbedder:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         feed = np.ascontiguousarray(x.detach().float().contiguous().numpy())
-        return torch.from_numpy(self.session.run(None, {"x": feed})[0])
+        parts = [
+            self.session.run(None, {"x": feed[i : i + ROWS_PER_RUN]})[0]
+            for i in range(0, len(feed), ROWS_PER_RUN)
+        ]
+        return torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
     def _check(self, net: torch.nn.Module, example: torch.Tensor) -> None:
         with torch.inference_mode():
@@ -135,6 +144,7 @@ def _session(path: Path):
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
+        options.enable_mem_pattern = False  # see ROWS_PER_RUN: less memory, no slower
         options.log_severity_level = 3
         try:
             _SESSIONS[path] = ort.InferenceSession(

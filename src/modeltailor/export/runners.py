@@ -63,6 +63,14 @@ class TorchRunner:
         return self.model(*args).float().numpy()
 
 
+#: onnxruntime graph fusions that make our graphs slower on the CPU, so sessions skip them.
+#: SkipLayerNormFusion turns Add + LayerNormalization into the contrib SkipLayerNormalization,
+#: whose CPU kernel takes 59 ms where the two standard ops take 33 ms on a (65, 256, 384)
+#: batch (2 threads); on the spamassassin MiniLM export it costs int8 a fifth of its batch-1
+#: latency (NOTES-ortspeed.md). Same arithmetic either way: no parity changes beyond rounding.
+SLOW_FUSIONS = ("SkipLayerNormFusion",)
+
+
 class OnnxRunner:
     """An ONNX file through onnxruntime on the CPU."""
 

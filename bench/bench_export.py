@@ -60,6 +60,17 @@ def tflite_runner(path: Path, input_names: list[str]) -> Callable[[dict], np.nda
     return TfliteRunner(path, THREADS, input_names=input_names)
 
 
+def server_graphs(export: Path) -> dict[str, Path]:
+    """The export's onnxruntime server graphs (manifest sections onnx_server / int8_server)."""
+    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
+    out = {}
+    for fmt, section in (("onnx_fp32_server", "onnx_server"), ("onnx_int8_server", "int8_server")):
+        name = (manifest.get(section) or {}).get("file")
+        if name and (export / name).is_file():
+            out[fmt] = export / name
+    return out
+
+
 def macro_f1(job, logits: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -102,6 +113,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--latency-reps", type=int, default=100)
     ap.add_argument("--throughput-reps", type=int, default=5)
+    ap.add_argument(
+        "--formats",
+        nargs="*",
+        help="measure only these formats (and pytorch_eager), e.g. "
+        "onnx_fp32 onnx_int8 onnx_fp32_server onnx_int8_server",
+    )
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
     ensure_run(args.run, args.data)
@@ -114,11 +131,15 @@ def main() -> None:
         "onnx_fp32": (lambda: onnx_runner(export / "model.onnx"), export / "model.onnx"),
         "onnx_int8": (lambda: onnx_runner(export / "model.int8.onnx"), export / "model.int8.onnx"),
     }
+    for name, file in server_graphs(export).items():  # onnxruntime-only fused graphs
+        runners[name] = (lambda file=file: onnx_runner(file), file)
     if (export / "model.tflite").is_file():
         runners["tflite_fp32"] = (
             lambda: tflite_runner(export / "model.tflite", job.spec.input_names),
             export / "model.tflite",
         )
+    if args.formats:
+        runners = {k: v for k, v in runners.items() if k in args.formats or k == "pytorch_eager"}
     n = len(job.labels)
     one, batch = rows_of(job, range(1)), rows_of(job, range(min(32, n)))
     results = {}
@@ -144,17 +165,31 @@ def main() -> None:
         }
         emit(**row)
         del run
-    eager, fp32, int8 = results["pytorch_eager"], results["onnx_fp32"], results["onnx_int8"]
-    emit(
-        measure="targets",
-        int8_vs_eager_throughput=round(
-            int8["batch32_examples_per_second"] / eager["batch32_examples_per_second"], 2
-        ),
-        int8_accuracy_drop_points=round((fp32["accuracy"] - int8["accuracy"]) * 100, 2),
-        int8_macro_f1_drop_points=round((fp32["macro_f1"] - int8["macro_f1"]) * 100, 2),
-        int8_size_ratio=round(int8["file_mb"] / fp32["file_mb"], 3),
-        onnx_fp32_vs_eager_batch1_p50=round(fp32["batch1_p50_ms"] / eager["batch1_p50_ms"], 2),
-    )
+    emit(measure="targets", **targets(results))
+
+
+def targets(results: dict[str, dict]) -> dict[str, float]:
+    """Issue 18's targets, for the standard graphs and (where measured) the server graphs."""
+    eager, out = results["pytorch_eager"], {}
+    for suffix in ("", "_server"):
+        fp32, int8 = results.get(f"onnx_fp32{suffix}"), results.get(f"onnx_int8{suffix}")
+        if int8 is not None:
+            out[f"int8{suffix}_vs_eager_throughput"] = round(
+                int8["batch32_examples_per_second"] / eager["batch32_examples_per_second"], 2
+            )
+            out[f"int8{suffix}_macro_f1_drop_points"] = round(
+                (eager["macro_f1"] - int8["macro_f1"]) * 100, 2
+            )
+            out[f"int8{suffix}_accuracy_drop_points"] = round(
+                (eager["accuracy"] - int8["accuracy"]) * 100, 2
+            )
+        if fp32 is not None:
+            out[f"onnx_fp32{suffix}_vs_eager_batch1_p50"] = round(
+                fp32["batch1_p50_ms"] / eager["batch1_p50_ms"], 2
+            )
+        if fp32 is not None and int8 is not None:
+            out[f"int8{suffix}_size_ratio"] = round(int8["file_mb"] / fp32["file_mb"], 3)
+    return out
 
 
 if __name__ == "__main__":

@@ -62,6 +62,12 @@ def test_json_texts_answer_what_the_python_api_does(urls, text_run, backend):
         assert abs(row["probability"] - float(p.max())) < 1e-4
 
 
+def test_onnx_serves_the_fused_server_graph(urls):
+    """The export's onnxruntime server graph is what answers (verified like model.onnx)."""
+    meta = httpx.get(f"{urls['onnx']}/metadata", timeout=30).json()
+    assert meta["model_file"] == "export/model.server.onnx"
+
+
 def test_an_uploaded_table_is_one_example_per_row(urls, text_run):
     table = "id,text\n1,the app crashes on start\n2,please refund the double charge\n"
     files = [("files", ("new tickets.csv", table.encode(), "text/csv"))]

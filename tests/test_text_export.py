@@ -129,6 +129,33 @@ def test_manifest_and_preprocessing_describe_the_files(probe_export):
     assert manifest["int8"]["bytes"] < manifest["onnx"]["bytes"]
 
 
+def test_the_server_graphs_use_fused_kernels_and_predict_the_same(probe_export):
+    """model.server.onnx (onnxruntime's contrib Attention and Gelu) answers as model.onnx does;
+    model.onnx keeps standard ops only (the web page runs it in onnxruntime-web)."""
+    import onnx
+
+    run, clf = probe_export
+    export = run / "export"
+    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
+    server = manifest["onnx_server"]
+    assert server["file"] == "model.server.onnx" and server["from"] == "model.onnx"
+    assert server["fused"]["attention"] == 6  # one per MiniLM layer
+    assert server["parity_vs_pytorch"]["max_abs_logit_diff"] < 1e-3
+    assert server["parity_vs_pytorch"]["top1_disagreements"] == 0
+    assert manifest["int8_server"]["file"] == "model.server.int8.onnx"
+    domains = {
+        name: {n.domain for n in onnx.load(str(export / name), load_external_data=False).graph.node}
+        for name in ("model.onnx", "model.server.onnx", "model.server.int8.onnx")
+    }
+    assert domains["model.onnx"] <= {""} and "com.microsoft" in domains["model.server.onnx"]
+    want = clf.predict_proba(TEXTS)
+    np.testing.assert_allclose(
+        _softmax(_app_logits(export, TEXTS, "model.server.onnx")), want, atol=1e-4
+    )
+    int8 = _softmax(_app_logits(export, TEXTS, "model.server.int8.onnx"))
+    assert (int8.argmax(1) == want.argmax(1)).mean() >= 0.8
+
+
 def test_graph_takes_any_batch_and_length(probe_export):
     run, _ = probe_export
     session = ort.InferenceSession(str(run / "export" / "model.onnx"))
@@ -222,3 +249,6 @@ def test_a_plain_reexport_withdraws_the_old_int8_graph(probe_export, tmp_path):
     export_onnx(run)
     manifest = json.loads((run / "export" / "manifest.json").read_text(encoding="utf-8"))
     assert "int8" not in manifest and not (run / "export" / "model.int8.onnx").exists()
+    assert "int8_server" not in manifest
+    assert not (run / "export" / "model.server.int8.onnx").exists()
+    assert manifest["onnx_server"]["file"] == "model.server.onnx"

@@ -27,6 +27,16 @@ from modeltailor.export.base import (  # noqa: F401  (re-exported for callers of
     verification_items,
 )
 
+#: onnxruntime-only graphs (contrib ops) beside the standard ones; the web page keeps model.onnx.
+SERVER_FP32 = "model.server.onnx"
+SERVER_INT8 = "model.server.int8.onnx"
+SERVER_RUNTIME = (
+    "onnxruntime CPU only: com.microsoft contrib ops (Attention, Gelu); onnxruntime-web "
+    "and other runtimes use model.onnx / model.int8.onnx"
+)
+#: How far the fused server graph may drift from PyTorch (what model.onnx is held to).
+SERVER_TOLERANCE = 1e-3
+
 
 def _ort_logits(path: Path, inputs: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
     """Logits of an ONNX file over named inputs (an array: the graph's only input)."""
@@ -64,18 +74,72 @@ def export_onnx(
         }
         refuse_disagreement("ONNX", check, job.spec.noun)
         files = [fp32]
+        server, sections["onnx_server"] = _server_graph(job, fp32, Path(tmp))
+        files += [server] if server else []
         if quantize is None:  # an int8 graph from an earlier export is not of this model
             (job.out_dir / "model.int8.onnx").unlink(missing_ok=True)
-            sections["int8"] = None
+            sections["int8"] = sections["int8_server"] = None
         if quantize == "int8":
             from modeltailor.export.quantize import quantize_int8
 
             int8, sections["int8"] = quantize_int8(fp32, job, Path(tmp), force)
             files.append(int8)
+            server_int8, sections["int8_server"] = _server_int8(job, server, Path(tmp), force)
+            files += [server_int8] if server_int8 else []
         job.out_dir.mkdir(exist_ok=True)
+        for name in (SERVER_FP32, SERVER_INT8):  # an earlier export's are not of this model
+            (job.out_dir / name).unlink(missing_ok=True)
         for f in files:
             shutil.move(str(f), job.out_dir / f.name)
     return update_manifest(job.out_dir, job, sections)
+
+
+def _server_graph(job, fp32: Path, workdir: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """model.server.onnx: model.onnx with onnxruntime's fused CPU kernels (`fuse.py`), for
+    `tailor serve` and other onnxruntime servers; verified like model.onnx, and kept only if
+    it agrees as closely. None when nothing in the graph fuses (images)."""
+    import onnx
+
+    from modeltailor.export.fuse import fuse_for_onnxruntime
+
+    model = onnx.load(str(fp32))
+    fused = fuse_for_onnxruntime(model)
+    if not fused["attention"]:
+        return None, None
+    path = workdir / SERVER_FP32
+    onnx.save(model, str(path))
+    check = parity(job.reference, _ort_logits(path, job.inputs))
+    if check["top1_disagreements"] or check["max_abs_logit_diff"] > SERVER_TOLERANCE:
+        path.unlink()
+        return None, {"skipped": "the fused graph drifts from PyTorch", "parity_vs_pytorch": check}
+    return path, {
+        "file": SERVER_FP32,
+        "bytes": path.stat().st_size,
+        "from": "model.onnx",
+        "runtime": SERVER_RUNTIME,
+        "fused": fused,
+        "parity_vs_pytorch": check,
+        "verified_on": job.verified_on,
+    }
+
+
+def _server_int8(
+    job, server: Path | None, workdir: Path, force: bool
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """model.server.int8.onnx: the server graph dynamically quantised (its contrib Attention
+    becomes QAttention), judged by the same accuracy rule as model.int8.onnx. A refusal
+    leaves model.int8.onnx standing and says why in the manifest."""
+    if server is None:
+        return None, None
+    from modeltailor.export.quantize import quantize_dynamic_int8
+
+    try:
+        path, info = quantize_dynamic_int8(
+            server, job, workdir, force, SERVER_INT8, ("MatMul", "Attention", "Gather")
+        )
+    except ExportError as exc:
+        return None, {"skipped": str(exc)}
+    return path, {**info, "from": SERVER_FP32, "runtime": SERVER_RUNTIME}
 
 
 def _input_section(job) -> dict[str, Any] | list[dict[str, Any]]:

@@ -95,6 +95,7 @@ def quantize_int8(
     name = graph.input[0].name
     keep_fp32 = _classifier_nodes(graph.node)
     depthwise = _depthwise_weights(graph.node)
+
     def write(k: int, cand: dict[str, Any]) -> Path:
         path = workdir / f"candidate{k}.onnx"
         quantize_static(
@@ -133,6 +134,7 @@ def _first_accurate(
     write: Callable[[int, dict[str, Any]], Path],
     workdir: Path,
     force: bool,
+    out_name: str = "model.int8.onnx",
 ) -> tuple[Path, dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Write candidates in order (`write(k, candidate) -> path`) until one is within
     MAX_ACCURACY_DROP of fp32 on the verification examples; keep the most accurate tried (the
@@ -159,7 +161,7 @@ def _first_accurate(
             f"({fp32_acc:.3f} -> {chosen['accuracy']:.3f}) with every setting tried; "
             "use --force to write it anyway"
         )
-    out = workdir / "model.int8.onnx"
+    out = workdir / out_name
     paths[best].rename(out)
     figures = {
         "accuracy_fp32": fp32_acc,
@@ -196,12 +198,19 @@ DYNAMIC_CANDIDATES: tuple[dict[str, Any], ...] = (
 
 
 def quantize_dynamic_int8(
-    fp32: Path, job: ExportJob, workdir: Path, force: bool
+    fp32: Path,
+    job: ExportJob,
+    workdir: Path,
+    force: bool,
+    out_name: str = "model.int8.onnx",
+    op_types: tuple[str, ...] = ("MatMul", "Gather"),
 ) -> tuple[Path, dict[str, Any]]:
     """MatMul weights to int8, activations quantised per batch at run time (onnxruntime's
     dynamic quantisation): what transformer encoders take, since their inputs vary in length
     and no fixed calibration range fits every text. The classifier head stays fp32 (as for
     images); per-tensor first, per-channel if that loses more than the accuracy rule allows.
+    `op_types` adds "Attention" for the onnxruntime server graph (`fuse.py`): its contrib
+    Attention becomes QAttention (never for opset 23's standard Attention, a different op).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -209,14 +218,15 @@ def quantize_dynamic_int8(
     head = _classifier_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
     # dynamic quantisation first rewrites Gemm as "<name>_MatMul" + "<name>_Add": keep both
     keep_fp32 = [*head, *(f"{name}_{part}" for name in head for part in ("MatMul", "Add"))]
+
     def write(k: int, cand: dict[str, Any]) -> Path:
-        path = workdir / f"dynamic{k}.onnx"
+        path = workdir / f"{Path(out_name).stem}.dynamic{k}.onnx"
         with _quiet_root_logger():  # "consider pre-processing": advice for static QDQ only
             quantize_dynamic(
                 str(fp32),
                 str(path),
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Gather"],
+                op_types_to_quantize=list(op_types),
                 per_channel=cand["per_channel"],
                 nodes_to_exclude=keep_fp32,
             )
@@ -228,7 +238,9 @@ def quantize_dynamic_int8(
             )
         return path
 
-    out, chosen, tried, figures = _first_accurate(job, DYNAMIC_CANDIDATES, write, workdir, force)
+    out, chosen, tried, figures = _first_accurate(
+        job, DYNAMIC_CANDIDATES, write, workdir, force, out_name
+    )
     return out, {
         "file": out.name,
         "bytes": out.stat().st_size,

@@ -63,6 +63,14 @@ class TorchRunner:
         return self.model(*args).float().numpy()
 
 
+#: onnxruntime graph fusions that make our graphs slower on the CPU, so sessions skip them.
+#: SkipLayerNormFusion turns Add + LayerNormalization into the contrib SkipLayerNormalization,
+#: whose CPU kernel takes 59 ms where the two standard ops take 33 ms on a (65, 256, 384)
+#: batch (2 threads); on the spamassassin MiniLM export it costs int8 a fifth of its batch-1
+#: latency (NOTES-ortspeed.md). Same arithmetic either way: no parity changes beyond rounding.
+SLOW_FUSIONS = ("SkipLayerNormFusion",)
+
+
 class OnnxRunner:
     """An ONNX file through onnxruntime on the CPU."""
 
@@ -76,9 +84,7 @@ class OnnxRunner:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.path = Path(path)
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -526,7 +526,13 @@ def _exports(f: _Facts, run: str) -> list[str]:
     m = f.manifest
     if m:
         lines = ["**Exported files** (`export/`, described by `export/manifest.json`):", ""]
-        for key, what in (("onnx", "ONNX"), ("int8", "ONNX int8"), ("tflite", "TFLite")):
+        for key, what in (
+            ("onnx", "ONNX"),
+            ("int8", "ONNX int8"),
+            ("onnx_server", "ONNX for onnxruntime only (contrib ops; `tailor serve` runs it)"),
+            ("int8_server", "ONNX int8 for onnxruntime only"),
+            ("tflite", "TFLite"),
+        ):
             sec = m.get(key)
             if not isinstance(sec, dict) or not sec.get("file"):
                 continue

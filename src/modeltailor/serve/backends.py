@@ -208,6 +208,14 @@ def _check_export(run: RunDir, labels: list[str]) -> None:
         )
 
 
+def _onnx_graph(run: RunDir) -> Path:
+    """The graph to serve: the export's onnxruntime server graph (fused contrib kernels,
+    verified against PyTorch like model.onnx) when the manifest lists it, else model.onnx."""
+    manifest = run.read_json("export/manifest.json") if run.has("export/manifest.json") else {}
+    name = (manifest.get("onnx_server") or {}).get("file")
+    return ONNX_FILE.parent / name if name and run.has(f"export/{name}") else ONNX_FILE
+
+
 def _chunks(rows: list[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
     """Graph rows stacked into batches of at most CHUNK, input by input; rows of different
     lengths (token windows) are right-padded with zeros (their attention mask is 0 there)."""
@@ -308,8 +316,9 @@ def load_predictor(run_path: str | Path, backend: str = "auto") -> Predictor:
         decoder = ItemDecoder(modality, clf, spec)
     if use_onnx:
         _check_export(run, labels)
-        runner: Runner = OnnxRunner(run.path / ONNX_FILE, cpu_threads())
-        return Predictor(labels, run.path / ONNX_FILE, modality.name, decoder, runner)
+        graph = _onnx_graph(run)
+        runner: Runner = OnnxRunner(run.path / graph, cpu_threads())
+        return Predictor(labels, run.path / graph, modality.name, decoder, runner)
     if clf is None:
         from modeltailor.api import load_classifier
 

@@ -74,7 +74,9 @@ COMPARE = {
     "image": "linear-probe,fine-tune,full,scratch",
     "text": "baseline,linear-probe,fine-tune",
     "text-few": "baseline,linear-probe,few-shot,fine-tune",
-    "audio": "baseline,linear-probe,fine-tune,scratch",
+    # FSDD standard: the probe scores 1.000 on test, which no strategy can beat; fine-tuning
+    # Whisper on 2,430 clips takes over half an hour on the shared 2 cores.
+    "audio": "baseline,linear-probe",
 }
 FASHION_CLASSES = [
     "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",

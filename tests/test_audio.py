@@ -126,6 +126,17 @@ def test_group_by_keeps_every_speaker_on_one_side(digits_split):
     assert set().union(*sides) == {"george", "jackson", "lucas", "nicolas", "theo", "yweweler"}
 
 
+def test_group_by_reaches_the_splits_laid_out_on_disk(tmp_path):
+    """train/ val/ test/ folders with --group-by: the parts split() returns carry the groups,
+    so cross-validation over train + validation folds by speaker (it silently did not)."""
+    sides = {"train": ("george", "jackson", "lucas"), "val": ("nicolas",), "test": ("theo",)}
+    for part, speakers in sides.items():
+        _copy(tmp_path / "clips" / part, {"zero": "zero", "one": "one"}, speakers)
+    train, val, test = load_audio_folder(tmp_path / "clips", group_by=SPEAKER).split()
+    assert set(train.groups) == set(sides["train"])
+    assert set(val.groups) == {"nicolas"} and set(test.groups) == {"theo"}
+
+
 def test_group_by_errors_name_the_pattern_and_file(tmp_path):
     with pytest.raises(DataError, match="not a regular expression"):
         load_audio_folder(DIGITS, group_by="([a-z")

@@ -209,7 +209,9 @@ class AudioDataset(LabeledDataset):
         out.skipped = list(self.skipped)
         out.groups = groups
         if self.predefined:
-            out.predefined = self.predefined
+            # split() returns these parts as laid out: without their own groups, the probe's
+            # cross-validation over train + validation could not fold by speaker.
+            out.predefined = {k: p.group_by(pattern) for k, p in self.predefined.items()}
         return out
 
 

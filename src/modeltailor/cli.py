@@ -458,15 +458,18 @@ def _print_leaderboard(summary: dict[str, Any]) -> None:
     limit = f" of a {budget:.0f}-s budget" if budget else ""
     title = f"--strategy auto: {summary['seconds']:.0f} s{limit}, ranked by {summary['scored_by']}"
     table = Table(title=title)
-    for col in ("", "strategy", "backbone", "val macro-F1", "val accuracy", "seconds", "status"):
+    columns = ("", "strategy", "backbone", "val macro-F1", "val log-loss", "val accuracy")
+    for col in (*columns, "seconds", "status"):
         table.add_column(col, justify="right" if col.startswith(("val", "sec")) else "left")
     for row in summary["leaderboard"]:
         f1, acc, sec = row["val_macro_f1"], row["val_accuracy"], row["train_seconds"]
+        loss = row.get("val_log_loss")
         table.add_row(
             "*" if row["chosen"] else "",
             row["strategy"],
             row["backbone"] or "-",
             f"{f1:.3f}" if f1 is not None else "-",
+            f"{loss:.3f}" if loss is not None else "-",
             f"{acc:.3f}" if acc is not None else "-",
             f"{sec:.1f}" if sec is not None else "-",
             escape(row["status"]),

@@ -212,13 +212,14 @@ TEMPLATE = """<!doctype html>
     {%- endif %}; ranked by
     {{ auto.scored_by }} (the test split was not looked at); the chosen row is marked.</p>
   <table>
-    <tr><th></th><th>strategy</th><th>backbone</th><th>val macro-F1</th><th>val accuracy</th>
-      <th>seconds</th><th>status</th></tr>
+    <tr><th></th><th>strategy</th><th>backbone</th><th>val macro-F1</th><th>val log-loss</th>
+      <th>val accuracy</th><th>seconds</th><th>status</th></tr>
     {% for row in auto.leaderboard %}
     <tr{% if row.chosen %} class="chosen"{% endif %}>
       <td>{{ "&#9733;" | safe if row.chosen else "" }}</td><td>{{ row.strategy }}</td>
       <td>{{ row.backbone or "-" }}</td>
       <td>{{ "%.3f" | format(row.val_macro_f1) if row.val_macro_f1 is not none else "-" }}</td>
+      <td>{{ "%.3f" | format(row.val_log_loss) if row.val_log_loss is number else "-" }}</td>
       <td>{{ "%.3f" | format(row.val_accuracy) if row.val_accuracy is not none else "-" }}</td>
       <td>{{ "%.1f" | format(row.train_seconds) if row.train_seconds is not none else "-" }}</td>
       <td>{{ row.status }}</td>

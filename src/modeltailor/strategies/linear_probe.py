@@ -116,14 +116,17 @@ def _checked_probe(model, train, val, context: FitContext, plan: NumericPlan) ->
     paths = ["fp32", *plan.candidates]
     args = (s.batch_size, s.num_workers, s.verbose)
     figures: dict[str, Any] = {}
-    try:
+
+    def embed_check_items():
         caches = [EmbeddingCache(context.spec, pre, numerics=p, device=plan.device) for p in paths]
-        rows, bad, timing = extract_with(model, check, pre, caches, *args)
-    except OnnxEmbedUnavailable as exc:
+        return extract_with(model, check, pre, caches, *args)
+
+    try:
+        rows, bad, timing = embed_check_items()
+    except OnnxEmbedUnavailable as exc:  # raised before any row is written: check without it
         figures["onnx"] = str(exc)
         paths.remove("onnx")
-        caches = [EmbeddingCache(context.spec, pre, numerics=p, device=plan.device) for p in paths]
-        rows, bad, timing = extract_with(model, check, pre, caches, *args)
+        rows, bad, timing = embed_check_items()
     check = check.without(bad) if bad else check
     figures["check_items"] = len(check)
     speed = {p: speed_decision(timing["batch_seconds"], p)[1] for p in paths[1:]}

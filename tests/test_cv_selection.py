@@ -11,7 +11,14 @@ import numpy as np
 
 from modeltailor import TextClassifier, load_classifier, load_text
 from modeltailor.cli import example_folder, main
-from modeltailor.training.heads import C_GRID, cv_folds
+from modeltailor.training.heads import (
+    C_GRID,
+    CV_MAX_ROWS,
+    cv_folds,
+    fit_head,
+    rows_in_folds,
+    stack_rows,
+)
 
 EN = example_folder().parent / "text" / "tickets_en.csv"
 
@@ -55,6 +62,45 @@ def test_folds_are_stratified_capped_by_the_smallest_class_and_grouped():
     assert record["grouped"] and record["folds"] == len(folds) >= 2
     for tr, te in folds:
         assert not set(groups[tr]) & set(groups[te])  # a speaker never on both sides
+
+
+def test_large_data_is_cross_validated_on_a_stratified_sample_that_keeps_rare_classes():
+    """Issue 21: beyond CV_MAX_ROWS the folds cover a sample, so the CV's copies do not grow
+    with the data; a class of 3 rows still gets all 3, and only sampled rows are stacked."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.integers(0, 3, CV_MAX_ROWS + 2000), [3, 3, 3]])
+    folds, record = cv_folds(y, None, seed=0)
+    used, local = rows_in_folds(folds, len(y))
+    assert used is not None and CV_MAX_ROWS <= len(used) < len(y)
+    assert record["sampled_from"] == len(y) and "sample of" in record["method"]
+    assert set(np.flatnonzero(y == 3)) <= set(used.tolist())
+    for (tr, te), (ltr, lte) in zip(folds, local, strict=True):
+        assert not set(tr.tolist()) & set(te.tolist())
+        assert np.array_equal(used[ltr], tr) and np.array_equal(used[lte], te)
+    x = np.arange(len(y), dtype=np.float32)[:, None]
+    n_train = len(y) - 500
+    picked = stack_rows(x[:n_train], x[n_train:], used)  # rows from train and validation
+    assert np.array_equal(picked[:, 0], used.astype(np.float32))
+    assert cv_folds(y[:CV_MAX_ROWS], None, seed=0)[1].get("sampled_from") is None
+
+
+def test_head_is_the_standardised_logistic_regression_folded_into_one_layer():
+    """fit_head standardises in place (float32 kept) and folds mean and sd into the weights:
+    the same probabilities as sklearn's StandardScaler + LogisticRegression pipeline."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    x = (rng.normal(size=(300, 8)) * [1, 5, 0.1, 1, 1, 2, 3, 1] + y[:, None]).astype(np.float32)
+    x[:, 3] = 7.0  # a constant column
+    weight, bias = fit_head(x, y, 0.3, False, 3)
+    logits = x @ weight.T + bias
+    ours = np.exp(logits - logits.max(1, keepdims=True))
+    ours /= ours.sum(1, keepdims=True)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=3000)).fit(x, y)
+    assert np.abs(ours - pipe.predict_proba(x)).max() < 1e-3
 
 
 def test_poisoned_test_labels_do_not_change_the_choice(tmp_path, capsys):

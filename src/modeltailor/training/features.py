@@ -42,6 +42,22 @@ def cache_root() -> Path:
     return Path(base) / "modeltailor"
 
 
+def stored_result(kind: str, key: bytes, compute):
+    """`compute()`'s JSON-able result, kept under `<cache>/<kind>/` by the sha1 of `key`: a
+    cached rerun reads back what it would compute again from the same cached features (the
+    baseline's score, the cross-validation's table). A missing or unreadable file is computed
+    and written atomically; the key must hold everything the result depends on."""
+    path = cache_root() / kind / f"{hashlib.sha1(key).hexdigest()}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["result"]
+    except (OSError, ValueError, KeyError):
+        pass
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps({"result": result}).encode("utf-8"))
+    return result
+
+
 class EmbeddingCache:
     """Sharded on-disk store: content digest -> embedding row, for one numeric path.
 

@@ -76,13 +76,41 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _scaled_fit(x, y: np.ndarray, c: float, balanced: bool, scale: bool = True):
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+def standardised(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x - mean) / sd as ONE new array (float32 stays float32), standardised in place, and
+    (mean, sd) in float64 as sklearn's StandardScaler computes them (sd 1 where a column is
+    constant).
 
-    steps = [StandardScaler()] if scale else []
+    The pipeline of StandardScaler and LogisticRegression made a copy per step and per fold;
+    with the CV on the whole data that grew with it (issue 21: at 50,000 images the head
+    added ~960 MB). sklearn's L-BFGS fits float32 as it comes."""
+    out = np.array(x, dtype=np.result_type(x.dtype, np.float32))
+    mean = out.mean(axis=0, dtype=np.float64)
+    out -= mean.astype(out.dtype)
+    sd = np.sqrt(np.einsum("ij,ij->j", out, out, dtype=np.float64) / max(len(out), 1))
+    sd[sd < 10 * np.finfo(np.float64).eps] = 1.0
+    out /= sd.astype(out.dtype)
+    return out, mean, sd
+
+
+class _Standardised:
+    """A fitted logistic regression on standardised features that predicts from raw ones."""
+
+    def __init__(self, model, mean: np.ndarray, sd: np.ndarray):
+        self.model, self.mean, self.sd = model, mean, sd
+        self.classes_ = model.classes_
+
+    def predict_proba(self, x) -> np.ndarray:
+        return self.model.predict_proba(((x - self.mean) / self.sd).astype(self.model.coef_.dtype))
+
+
+def _scaled_fit(x, y: np.ndarray, c: float, balanced: bool, scale: bool = True):
+    """A logistic regression on `x` (standardised first unless `scale=False`)."""
     with one_blas_thread():
-        return make_pipeline(*steps, _logreg(c, balanced)).fit(x, y)
+        if not scale:
+            return _logreg(c, balanced).fit(x, y)
+        x_std, mean, sd = standardised(x)
+        return _Standardised(_logreg(c, balanced).fit(x_std, y), mean, sd)
 
 
 def _score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float]:
@@ -119,13 +147,13 @@ def _cv_score(x, y, c, balanced, n_classes, seed, scale=True) -> tuple[float, fl
 def fit_head(x, y, c, balanced, n_classes, scale=True) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression (on standardised features unless `scale=False`) folded into one
     Linear layer: W' = W / sigma, b' = b - W' mu, so the exported model needs no scaler."""
-    pipe = _scaled_fit(x, y, c, balanced, scale)
-    lr = pipe[-1]
+    fitted = _scaled_fit(x, y, c, balanced, scale)
+    lr = fitted.model if scale else fitted
     coef, intercept = lr.coef_, lr.intercept_
     if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax needs two
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    mean, sd = (pipe[0].mean_, pipe[0].scale_) if scale else (0.0, 1.0)
+    mean, sd = (fitted.mean, fitted.sd) if scale else (0.0, 1.0)
     weight = np.zeros((n_classes, x.shape[1]))
     bias = np.full(n_classes, -1e4)  # a class absent from training is never predicted
     weight[lr.classes_] = coef / sd
@@ -159,14 +187,17 @@ def fit_logreg_head(
     balanced = class_weight_vector(list(y_train), n_classes, settings.class_weights) is not None
     cv_data = None
     if cv:
-        x_all, y_all = stack_rows(x_train, x_val), stack_labels(y_train, y_val)
+        y_all = stack_labels(y_train, y_val)
         over = "train + validation" if len(y_all) > len(y_train) else "train"
         folds, record = cv_folds(y_all, groups, settings.seed, over)
+        used, folds = rows_in_folds(folds, len(y_all))
+        x_all = stack_rows(x_train, x_val, used)
+        y_all = y_all if used is None else y_all[used]
         solver = "lbfgs" if scale else SPARSE_SOLVER  # unscaled: TF-IDF alone
         rows, best = choose_c_cv(
             x_all, y_all, folds, n_classes, balanced, grid, scale, over, solver
         )
-        cv_data = {**record, "x": x_all, "y": y_all, "indices": folds}
+        cv_data = {**record, "x": x_all, "y": y_all, "indices": folds, "rows": used}
     else:
         rows, best = choose_c(
             x_train, y_train, x_val, y_val, n_classes, balanced, settings.seed, grid, scale
@@ -211,8 +242,13 @@ def path_tol(c: float, scale: bool) -> float:
     return tol * min(1.0, start / c)
 
 
-def stack_rows(x_train, x_val):
-    """Training rows, then validation rows (dense or sparse); `x_val` may be None."""
+def stack_rows(x_train, x_val, rows: np.ndarray | None = None):
+    """Training rows, then validation rows (dense or sparse); `x_val` may be None. With
+    `rows` (sorted indices into that stack) only those rows, without stacking the rest."""
+    n = x_train.shape[0]
+    if rows is not None:
+        in_val = rows[rows >= n] - n
+        x_train, x_val = x_train[rows[rows < n]], None if x_val is None else x_val[in_val]
     if x_val is None or x_val.shape[0] == 0:
         return x_train
     import scipy.sparse as sp
@@ -220,6 +256,15 @@ def stack_rows(x_train, x_val):
     if sp.issparse(x_train):
         return sp.vstack([x_train, x_val]).tocsr()
     return np.concatenate([np.asarray(x_train), np.asarray(x_val)])
+
+
+def rows_in_folds(folds, n: int) -> tuple[np.ndarray | None, list[tuple[np.ndarray, np.ndarray]]]:
+    """(the rows the folds use, the folds re-indexed into those rows), or (None, folds) when
+    they use all `n`: a sampled cross-validation then copies only its sample's features."""
+    used = np.unique(np.concatenate([te for _, te in folds]))
+    if len(used) == n:
+        return None, folds
+    return used, [(np.searchsorted(used, tr), np.searchsorted(used, te)) for tr, te in folds]
 
 
 def stack_labels(y_train, y_val) -> np.ndarray:
@@ -245,6 +290,12 @@ def cv_folds(
     candidate."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+    sample = _cv_sample(y, groups, seed)
+    if sample is not None:
+        folds, record = cv_folds(y[sample], None if groups is None else groups[sample], seed, over)
+        record["method"] += f", on a stratified sample of {len(sample)} of {len(y)}"
+        record["sampled_from"] = int(len(y))
+        return [(sample[tr], sample[te]) for tr, te in folds], record
     present = np.bincount(y)
     wanted = CV_FOLDS_MANY if len(y) >= MANY_EXAMPLES else CV_FOLDS
     k = int(min(wanted, present[present > 0].min()))
@@ -269,6 +320,31 @@ def cv_folds(
     return folds, record
 
 
+#: Cross-validation that chooses a closed-form head runs on at most this many examples (a
+#: stratified sample beyond): 3 folds of 6,667 rank seven values of C as well as 30,000 would,
+#: and the folds' float64 copies stay ~70 MB instead of growing with the data (issue 21: at
+#: 50,000 images the CV had added ~960 MB). The final head is fitted on every training row.
+CV_MAX_ROWS = 10_000
+
+
+def _cv_sample(y: np.ndarray, groups: np.ndarray | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of a stratified sample of about `CV_MAX_ROWS` rows, or None when `y` is
+    no larger (grouped CV then still keeps each group of the sample within one fold)."""
+    if len(y) <= CV_MAX_ROWS:
+        return None
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    keep, _ = train_test_split(
+        np.arange(len(y)), train_size=CV_MAX_ROWS, stratify=stratify, random_state=seed
+    )
+    # a rare class keeps up to CV_FOLDS rows, so the sample folds as the whole data would
+    rare = [np.flatnonzero(y == c)[:CV_FOLDS] for c in np.flatnonzero(counts)
+            if np.sum(y[keep] == c) < min(counts[c], CV_FOLDS)]  # fmt: skip
+    return np.unique(np.concatenate([keep, *rare]))
+
+
 #: Solver of the scoring fits on TF-IDF alone: Newton-CG's Hessian products are two sparse
 #: products, while L-BFGS-B spends its time on bookkeeping over every coefficient (156,281 on
 #: spamassassin). There, the baseline's 3-fold C path: 1.7 s instead of 4.8 s of CPU, the same
@@ -287,14 +363,45 @@ def cv_scores(
     start): the same optimum as separate fits, several times fewer iterations. Folds run one
     after another: in joblib threads they took as long (spamassassin, 3 folds: 8.8 s alone,
     9.7 s in 2 threads; the optimiser and scipy's sparse products hold the GIL)."""
-    order = sorted(range(len(grid)), key=lambda i: grid[i])
-    with one_blas_thread():
-        per_fold = [
-            _fold_path(x, y, tr, te, grid, order, balanced, n_classes, scale, solver)
-            for tr, te in folds
-        ]
+    from modeltailor.training.features import stored_result
+
+    def per_fold() -> list[list[tuple]]:
+        order = sorted(range(len(grid)), key=lambda i: grid[i])
+        with one_blas_thread():
+            return [
+                _fold_path(x, y, tr, te, grid, order, balanced, n_classes, scale, solver)
+                for tr, te in folds
+            ]
+
+    key = _cv_key(x, y, folds, (grid, balanced, n_classes, scale, solver))
+    return _mean_over_folds(stored_result("cross-validation", key, per_fold), len(grid))
+
+
+#: Bump when how a fold is scored changes: tables kept on disk under the old one are unused.
+CV_FORMAT = 1
+
+
+def _cv_key(x, y, folds, settings: tuple) -> bytes:
+    """Everything a CV table depends on: the features' bytes, labels, folds and settings, and
+    the versions that compute it. Hashing 10,000 x 1,280 floats takes ~70 ms; the table it
+    saves a cached rerun took 0.15 s (hymenoptera) to seconds."""
+    import hashlib
+
+    import scipy.sparse as sp
+    import sklearn
+
+    digest = hashlib.sha1()
+    parts = [x.data, x.indices, x.indptr] if sp.issparse(x) else [x]
+    for part in [*parts, y, *[i for fold in folds for i in fold]]:
+        digest.update(np.ascontiguousarray(part).view(np.uint8).data)
+    tolerances = (CV_TOL, TOL_FROM_C, SPARSE_CV_TOL, SPARSE_TOL_FROM_C)
+    meta = (CV_FORMAT, sklearn.__version__, x.shape, str(x.dtype), settings, tolerances)
+    return repr(meta).encode() + digest.digest()
+
+
+def _mean_over_folds(per_fold: list[list], n: int) -> list[dict[str, float]]:
     out = []
-    for i in range(len(grid)):
+    for i in range(n):
         scores = [fold[i] for fold in per_fold]
         out.append(
             {
@@ -308,12 +415,10 @@ def cv_scores(
 
 def _fold_path(x, y, tr, te, grid, order, balanced, n_classes, scale, solver) -> list[tuple]:
     """(macro-F1, accuracy, log-loss) of each C of `grid` on one fold, along the C path."""
-    from sklearn.preprocessing import StandardScaler
-
     x_tr, x_te = x[tr], x[te]
     if scale:
-        scaler = StandardScaler().fit(x_tr)
-        x_tr, x_te = scaler.transform(x_tr), scaler.transform(x_te)
+        x_tr, mean, sd = standardised(x_tr)
+        x_te = ((x_te - mean) / sd).astype(x_tr.dtype)
     model = _logreg(grid[order[0]], balanced).set_params(warm_start=True, solver=solver)
     out: list[tuple] = [()] * len(grid)
     for i in order:

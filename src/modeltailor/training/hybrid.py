@@ -139,7 +139,8 @@ def select_text_head_cv(
     side = TfidfText(pick_settings(texts) if texts else WORD_SETTINGS, len(train.class_names))
     t_train = side.fit_vocabulary(texts)
     has_val = val is not None and len(val) > 0
-    t_all = stack_rows(t_train, side.transform([i.text for i in val.items]) if has_val else None)
+    t_val = side.transform([i.text for i in val.items]) if has_val else None
+    t_all = stack_rows(t_train, t_val, cv["rows"])  # the rows the folds use (a sample if large)
     mean, sd = x_train.mean(0), x_train.std(0) + 1e-8
     n_classes = len(train.class_names)
     y_train = np.asarray(train.labels)

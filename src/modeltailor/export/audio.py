@@ -33,6 +33,9 @@ from torch import nn
 SHORT_SECONDS = 0.3
 #: Gains of the two copies of one clip verified in one batch (per-window clamp).
 VOLUME_PAIR = (1e-3, 4.0)
+#: The traced front end's constants (windowed DFT basis, Slaney mel filters): int8 leaves them
+#: fp32, since 8-bit cos/sin rows would add noise ~48 dB down, inside log-mel's 80 dB range.
+FRONT_END_WEIGHTS = ("model.net.frontend.",)
 
 
 class RealPowerMel(nn.Module):

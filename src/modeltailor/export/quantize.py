@@ -172,6 +172,66 @@ def _first_accurate(
     return out, chosen, tried, figures
 
 
+def _int8_conv_weights(path: Path, keep_nodes: list[str], exact: tuple[str, ...]) -> int:
+    """Store the float Conv weights dynamic quantisation left (Whisper's two stem convolutions:
+    1.8 of the 10.5 MB int8 file) as int8 with one scale per output channel, dequantised by a
+    DequantizeLinear node in front of the unchanged float Conv: a smaller file at fp32 speed.
+    (Quantising them to ConvInteger instead made FSDD's batch of 32 ~45% slower.) Nodes in
+    `keep_nodes` and weights named with an `exact` prefix stay fp32. Returns how many."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    done, new_nodes = 0, []
+    for node in graph.node:
+        weight = node.input[1] if node.op_type == "Conv" and len(node.input) > 1 else None
+        if (
+            weight not in inits
+            or uses[weight] > 1  # shared: its other users keep the float tensor
+            or node.name in keep_nodes
+            or any(weight.startswith(prefix) for prefix in exact)
+        ):
+            new_nodes.append(node)
+            continue
+        w = numpy_helper.to_array(inits[weight]).astype(np.float32)
+        peak = np.abs(w.reshape(len(w), -1)).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        graph.initializer.remove(inits[weight])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q, f"{weight}_int8"),
+                numpy_helper.from_array(scale, f"{weight}_scale"),
+                numpy_helper.from_array(np.zeros(len(w), np.int8), f"{weight}_zero_point"),
+            ]
+        )
+        dq = f"{weight}_dequantized"
+        new_nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{weight}_int8", f"{weight}_scale", f"{weight}_zero_point"],
+                [dq],
+                name=f"{node.name}_weight_dequantize",
+                axis=0,
+            )
+        )
+        node.input[1] = dq
+        new_nodes.append(node)
+        done += 1
+    if done:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+        onnx.save(model, str(path))
+    return done
+
+
 def _has_int8_matmul(path: Path) -> bool:
     """Whether dynamic quantisation turned any MatMul into an int8 one."""
     import onnx
@@ -230,6 +290,7 @@ def quantize_dynamic_int8(
                 per_channel=cand["per_channel"],
                 nodes_to_exclude=keep_fp32,
             )
+        _int8_conv_weights(path, keep_fp32, job.spec.exact_weights)
         if k == 0 and not _has_int8_matmul(path):
             raise ExportError(
                 "int8: this graph has no MatMul weights besides the head to quantise (its "
@@ -246,7 +307,10 @@ def quantize_dynamic_int8(
         "bytes": out.stat().st_size,
         "fp32_bytes": fp32.stat().st_size,
         "size_ratio": round(out.stat().st_size / fp32.stat().st_size, 4),
-        "format": "dynamic: MatMul weights int8, activations quantised at run time",
+        "format": (
+            "dynamic: MatMul weights int8, activations quantised at run time; other "
+            "convolution weights int8 per output channel, dequantised at load"
+        ),
         "kept_fp32": keep_fp32,
         "settings": {"per_channel": chosen["per_channel"]},
         **figures,

@@ -218,6 +218,7 @@ class AudioModality(Modality):
             assets=export_audio.write_assets,
             verification=export_audio.validation_clips,
             quantization="dynamic",
+            exact_weights=export_audio.FRONT_END_WEIGHTS,
             tflite=export_audio.tflite_spec(),
         )
 

@@ -100,6 +100,9 @@ class ExportSpec:
     #: int8: "static" (calibrated QDQ, for convolutions) or "dynamic" (MatMul weights int8,
     #: activations quantised at run time: transformers, whose inputs vary in length).
     quantization: str = "static"
+    #: Initializer-name prefixes int8 must leave in fp32 besides the head: fixed transforms
+    #: whose exact values the features depend on (audio's DFT basis and mel filter bank).
+    exact_weights: tuple[str, ...] = ()
     #: TFLite conversion (formats must name "tflite" too).
     tflite: TfliteSpec | None = None
     #: The ONNX opset of traced graphs. 23 has the standard `Attention` op: torch.onnx turns

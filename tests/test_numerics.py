@@ -207,8 +207,11 @@ def test_auto_checks_bf16_and_onnx_once_on_real_photos_and_records_why(own_cache
 
 
 def test_onnx_runtime_embeddings_match_torch_and_a_probe_can_be_forced_onto_them(
-    own_cache, lite0, few_images
+    own_cache, lite0, few_images, monkeypatch
 ):
+    from modeltailor.modalities import get_modality
+    from modeltailor.training import onnx_embed
+
     spec, pre, model = lite0
     x32, _ = extract_embeddings(model, few_images, pre, EmbeddingCache(spec, pre), verbose=False)
     ort_cache = EmbeddingCache(spec, pre, numerics="onnx")
@@ -216,6 +219,19 @@ def test_onnx_runtime_embeddings_match_torch_and_a_probe_can_be_forced_onto_them
     x_ort, bad = extract_embeddings(model, few_images, pre, ort_cache, verbose=False)
     assert not bad and np.abs(x_ort - x32).max() <= 1e-3 * max(1.0, np.abs(x32).max())
     assert len(list((own_cache / "graphs").glob("*.onnx"))) == 1  # traced once, kept
+    # the graph is checked against this network once per process, again once it changes
+    checks = []
+    check = onnx_embed.OrtEmbedder._check
+    monkeypatch.setattr(
+        onnx_embed.OrtEmbedder, "_check", lambda s, n, e: checks.append(1) or check(s, n, e)
+    )
+    example = get_modality("image").embedding_example(pre)
+    onnx_embed.OrtEmbedder(model, spec, example, own_cache)
+    assert checks == []
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.0)  # an in-place change, as an optimiser step
+    onnx_embed.OrtEmbedder(model, spec, example, own_cache)
+    assert checks == [1]
     train, val, _ = few_images.split(0.5, 0.5, 0.0)
     forced = ImageClassifier(verbose=False, embed_precision="onnx").fit(train, val)
     used = forced.fit_info_["embeddings"]

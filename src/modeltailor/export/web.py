@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from modeltailor._files import swap_into_place
-from modeltailor.export.base import MANIFEST, copy_model_card
+from modeltailor.export.base import MANIFEST, ExportError, copy_model_card
 from modeltailor.export.npm import npm_package
 from modeltailor.export.onnx import export_onnx
 from modeltailor.run import MODEL_FILE, RunDir, atomic_write_json
@@ -77,9 +77,9 @@ def onnxruntime_web_dist(version: str = ORT_WEB_VERSION, root: Path | None = Non
 def _needs_onnx_export(run: RunDir, out_dir: Path) -> bool:
     """No verified ONNX export yet, or one that no longer matches the run: older than its
     weights (trained again) or with other labels (the page shows the export's labels)."""
-    names = ["model.onnx", "labels.json", "preprocessing.json"]
-    if _modality(run) == "text":
-        names.append("tokenizer.json")
+    spec = _export_spec(run)
+    extra = spec.page_inputs if spec is not None else ()
+    names = ["model.onnx", "labels.json", "preprocessing.json", *extra]
     needed = [out_dir / n for n in names]
     if not all(p.is_file() for p in needed):
         return True
@@ -186,6 +186,18 @@ def _modality(run: RunDir) -> str:
     return run.read_json("config.json").get("modality", "image")
 
 
+def _export_spec(run: RunDir):
+    """The run's modality's export contract (its web page, the files that page reads)."""
+    from modeltailor.modalities import get_modality
+
+    return get_modality(_modality(run)).export_spec()
+
+
+def image_page_files(out_dir: Path, dist: Path, title: str) -> tuple[dict[str, bytes], dict]:
+    """Every file of an image run's web folder, by name; and its manifest details."""
+    return _page_files(out_dir, dist, title), _image_details(out_dir)
+
+
 def _write_folder(target: Path, files: dict[str, bytes]) -> None:
     """Write into a staging folder beside `target`, then swap it in: a reader (or a browser
     reloading the page) sees the old folder or the new one, never a mix."""
@@ -213,16 +225,11 @@ def export_web(
         export_onnx(run.path, data=data)
     dist = onnxruntime_web_dist()
     title = run.path.resolve().name
-    if _modality(run) == "text":
-        from modeltailor.export.web_text import text_page_files
-
-        files, details = text_page_files(out_dir, dist, title)
-    elif _modality(run) == "audio":
-        from modeltailor.export.web_audio import audio_page_files
-
-        files, details = audio_page_files(out_dir, dist, title)
-    else:
-        files, details = _page_files(out_dir, dist, title), _image_details(out_dir)
+    spec = _export_spec(run)
+    page = spec.web_page if spec is not None else None
+    if page is None:
+        raise ExportError(f"{_modality(run)} runs have no web page yet")
+    files, details = page(out_dir, dist, title)
     _write_folder(out_dir / "web", files)
     manifest = _read_manifest(out_dir / MANIFEST)
     manifest["web"] = _manifest_section(files, details)

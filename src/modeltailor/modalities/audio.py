@@ -193,6 +193,28 @@ class AudioModality(Modality):
 
         forget_waveform(path)
 
+    # -- model card ----------------------------------------------------------------------------
+    pipeline_tag = "audio-classification"
+    dataset_type = "audiofolder"
+    card_predict_args = ("clip.wav more-clips/",)
+    card_python_example = '"clip.wav"'
+
+    def card_input_limits(self, pre: dict[str, Any], fit: dict[str, Any]) -> list[str]:
+        if not pre.get("sample_rate"):
+            return super().card_input_limits(pre, fit)
+        from modeltailor.report.card import _md
+
+        clips = fit.get("clips") or {}
+        window = pre.get("window_seconds")
+        policy = clips.get("policy") or (
+            f"windows of {window} s, overlapping by {pre.get('window_overlap', '?')} of a window"
+        )
+        return [
+            f"- **Input**: clips are decoded to mono at {int(pre['sample_rate']) // 1000} kHz "
+            f"and read in {_md(str(policy))}. Sounds much longer or shorter than the training "
+            f"clips (median {clips.get('median_seconds', '?')} s) were not seen in training."
+        ]
+
     # -- report --------------------------------------------------------------------------------
     def report_example(self, path: str) -> tuple[str, str | None]:
         from modeltailor.report.html import audio_clip
@@ -202,6 +224,7 @@ class AudioModality(Modality):
     # -- export --------------------------------------------------------------------------------
     def export_spec(self) -> ExportSpec:
         from modeltailor.export import audio as export_audio
+        from modeltailor.export.web_audio import audio_page_files
 
         return ExportSpec(
             input_names=["samples", "mask"],
@@ -216,6 +239,7 @@ class AudioModality(Modality):
             # networks without a graph writer are still served by PyTorch
             refuse_eager=lambda clf: None,
             assets=export_audio.write_assets,
+            web_page=audio_page_files,
             verification=export_audio.validation_clips,
             quantization="dynamic",
             exact_weights=export_audio.FRONT_END_WEIGHTS,

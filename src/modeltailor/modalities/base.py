@@ -103,6 +103,12 @@ class ExportSpec:
     #: Initializer-name prefixes int8 must leave in fp32 besides the head: fixed transforms
     #: whose exact values the features depend on (audio's DFT basis and mel filter bank).
     exact_weights: tuple[str, ...] = ()
+    #: (export folder, onnxruntime-web's dist folder, title) -> (every file of the web page by
+    #: name, its manifest details): the page `tailor export --format web` writes.
+    web_page: Callable[[Path, Path, str], tuple[dict[str, bytes], dict[str, Any]]] | None = None
+    #: Files beside model.onnx the page reads besides labels and preprocessing (a tokenizer):
+    #: a missing one makes the verified ONNX export again first.
+    page_inputs: tuple[str, ...] = ()
     #: TFLite conversion (formats must name "tflite" too).
     tflite: TfliteSpec | None = None
     #: The ONNX opset of traced graphs. 23 has the standard `Attention` op: torch.onnx turns
@@ -212,6 +218,30 @@ class Modality:
         return None
 
     # -- report / export / serve ---------------------------------------------------------------
+    #: The model card's task: Hugging Face's pipeline tag ("" -> "<name>-classification").
+    pipeline_tag: str = ""
+    #: Hugging Face's dataset loader for data laid out as this modality's folders ("": by the
+    #: data file's suffix, csv or json).
+    dataset_type: str = ""
+    #: What the card's "How to use it" passes to `tailor predict` and to `clf.predict`.
+    card_predict_args: tuple[str, ...] = ("FILES",)
+    card_python_example: str = '"example"'
+    #: Whether the card names the backbone's languages even when the catalogue has none.
+    card_states_languages: bool = False
+
+    def card_language(self, spec: Any) -> str | None:
+        """The card's `language:` front-matter entry for this backbone, or None."""
+        return None
+
+    def card_input_limits(self, pre: dict[str, Any], fit: dict[str, Any]) -> list[str]:
+        """The card's lines on what the model reads of an input (size, window, length)."""
+        if not pre:
+            return []
+        from modeltailor.report.card import _md
+
+        shown = ", ".join(f"{k}={v}" for k, v in pre.items() if k != "modality")
+        return [f"- **Input**: as recorded in config.json's preprocessing: {_md(shown)}."]
+
     def report_example(self, path: str) -> tuple[str, str | None]:
         """How the report shows one example: ("thumbnail" | "clip", a data URI, or None when
         the file is gone), or ("text", "") for the row's text snippet (its path, for files)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,28 @@ class ImageModality(Modality):
 
         return "thumbnail", thumbnail(path)
 
+    # -- model card ----------------------------------------------------------------------------
+    pipeline_tag = "image-classification"
+    dataset_type = "imagefolder"
+    card_predict_args = ("photo.jpg more-photos/",)
+    card_python_example = '"photo.jpg"'
+
+    def card_input_limits(self, pre: dict[str, Any], fit: dict[str, Any]) -> list[str]:
+        if not pre.get("input_size"):
+            return super().card_input_limits(pre, fit)
+        size, crop = int(pre["input_size"]), float(pre.get("crop_pct") or 1.0)
+        resize = int(math.floor(size / crop))
+        trained = pre.get("train_size")
+        extra = f" (trained on {trained}x{trained} crops)" if trained and trained != size else ""
+        return [
+            f"- **Input size**: images are resized so the shorter side is {resize} px "
+            f"({pre.get('interpolation', '?')}) and centre-cropped to {size}x{size}{extra}; "
+            "what lies outside the centre crop is not seen, and small details may be lost."
+        ]
+
     def export_spec(self) -> ExportSpec:
         from modeltailor.export.base import NormalizedModel, pixels_for, preprocessing_doc
+        from modeltailor.export.web import image_page_files
 
         def example(pre) -> tuple:
             import torch
@@ -161,6 +182,7 @@ class ImageModality(Modality):
             dynamic_axes={"pixels": {0: "batch"}},
             formats=("onnx", "tflite", "web"),
             noun=self.noun,
+            web_page=image_page_files,
         )
 
     def serve_decoder(self, pre):

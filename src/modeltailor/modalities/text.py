@@ -303,6 +303,49 @@ class TextModality(Modality):
             _write_prediction_rows(data, preds)
         return 0 if preds else 1
 
+    # -- model card ----------------------------------------------------------------------------
+    pipeline_tag = "text-classification"
+    card_predict_args = (
+        '--text "the text to classify"',
+        "texts.csv    # the rows, plus label and probability",
+    )
+    card_python_example = '"the text to classify"'
+    card_states_languages = True
+
+    def card_language(self, spec: Any) -> str | None:
+        from modeltailor.report.card import language_code
+
+        return language_code(spec)
+
+    def card_input_limits(self, pre: dict[str, Any], fit: dict[str, Any]) -> list[str]:
+        from modeltailor.report.card import _md, _pct
+
+        long_texts = fit.get("long_texts")
+        if long_texts:
+            cap = long_texts.get("max_windows")
+            over = long_texts.get("training_texts_over_max_windows")
+            windows = f"at most {cap} windows per text" if cap else "no limit on windows per text"
+            share = _pct(long_texts.get("share_of_training_texts_windowed"))
+            return [
+                f"- **Long texts**: {_md(str(long_texts.get('policy', '')))} (max_length "
+                f"{long_texts.get('max_length')} tokens, {windows}); {share} of the training "
+                "texts needed more than one window"
+                + (
+                    f", {over} more than {cap} (read as {cap} windows spread over the text)."
+                    if over
+                    else "."
+                )
+            ]
+        if pre.get("max_length"):
+            return [
+                f"- **Input length**: texts are read in windows of {pre['max_length']} tokens "
+                f"(at most {pre.get('max_windows', '?')} windows per text)."
+            ]
+        return [
+            "- **Input length**: the whole text is read (TF-IDF); words or characters that "
+            "were not in the training vocabulary are ignored."
+        ]
+
     # -- report --------------------------------------------------------------------------------
     def snippet(self, item: Any) -> str | None:
         return getattr(item, "text", None)
@@ -362,6 +405,7 @@ class TextModality(Modality):
     # -- export --------------------------------------------------------------------------------
     def export_spec(self) -> ExportSpec:
         from modeltailor.export import text as export_text
+        from modeltailor.export.web_text import text_page_files
 
         return ExportSpec(
             input_names=["input_ids", "attention_mask"],
@@ -377,6 +421,8 @@ class TextModality(Modality):
             noun=self.noun,
             refuse=export_text.refusal,
             assets=export_text.write_assets,
+            web_page=text_page_files,
+            page_inputs=("tokenizer.json",),
             verification=validation_texts,
             quantization="dynamic",
             tflite=export_text.tflite_spec(),

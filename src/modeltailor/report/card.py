@@ -23,13 +23,6 @@ from modeltailor.run import RunDir, atomic_write_bytes
 CARD_FILE = "README.md"
 #: Skipped files the card names (all of them are in config.json and report.html).
 MAX_SKIPPED_SHOWN = 5
-PIPELINE_TAGS = {
-    "image": "image-classification",
-    "text": "text-classification",
-    "audio": "audio-classification",
-}
-#: Hugging Face's dataset loaders for data laid out as the run's data was.
-_DATASET_TYPES = {"image": "imagefolder", "audio": "audiofolder"}
 #: Licence ids the Hugging Face Hub knows, as `backbone_license` strings start.
 _HF_LICENSES = {
     "apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "cc0-1.0",
@@ -89,8 +82,10 @@ class _Facts:
         self.counts = class_counts(run, self.cfg, self.labels)
         self.manifest = _optional_json(run, "export/manifest.json")
         self.modality_name: str = self.cfg.get("modality", "image")
-        self.modality = _modality(self.modality_name)
-        self.noun: str = getattr(self.modality, "noun", "examples")
+        # a modality not installed here gets the base contract's defaults: a generic card
+        self.modality = _modality(self.modality_name) or _generic_modality()
+        self.noun: str = self.modality.noun
+        self.pipeline_tag: str = self.modality.pipeline_tag
         self.spec = _backbone_spec(self.cfg.get("backbone", ""))
         self.strategy = _strategy(self.cfg.get("strategy", ""))
         self.fit: dict[str, Any] = self.cfg.get("fit") or {}
@@ -140,10 +135,10 @@ def _front_matter(f: _Facts) -> str:
         if license_id == "other":
             lines.append(f"license_name: {_yaml(f.cfg.get('backbone_license', ''))}")
     lines.append("library_name: modeltailor")
-    pipeline = PIPELINE_TAGS.get(f.modality_name)
+    pipeline = f.pipeline_tag
     if pipeline:
         lines.append(f"pipeline_tag: {pipeline}")
-    language = _language_code(f.spec) if f.modality_name == "text" else None
+    language = f.modality.card_language(f.spec)
     if language:
         lines.append(f"language: {language}")
     tags = ["modeltailor", pipeline or f"{f.modality_name}-classification"]
@@ -170,10 +165,10 @@ def _model_index(f: _Facts, test: dict[str, Any]) -> list[str]:
         f"- name: {_yaml(f.name)}",
         "  results:",
         "  - task:",
-        f"      type: {PIPELINE_TAGS.get(f.modality_name, 'other')}",
+        f"      type: {f.pipeline_tag or 'other'}",
         "    dataset:",
         f"      name: {_yaml(source)}",
-        f"      type: {_dataset_type(f.modality_name, source)}",
+        f"      type: {_dataset_type(f, source)}",
         "      split: test",
         "    metrics:",
     ]
@@ -193,7 +188,7 @@ def _model_index(f: _Facts, test: dict[str, Any]) -> list[str]:
 def _summary(f: _Facts) -> str:
     strategy = f.cfg.get("strategy", "?")
     backbone = f.cfg.get("backbone", "?")
-    kind = PIPELINE_TAGS.get(f.modality_name, f"{f.modality_name}-classification")
+    kind = f.pipeline_tag or f"{f.modality_name}-classification"
     labels = ", ".join(f"`{_code(c)}`" for c in f.labels) or "(labels.json is missing)"
     lines = [
         f"# {_md(f.name)}",
@@ -496,17 +491,10 @@ def _baseline(f: _Facts) -> str:
 
 def _usage(f: _Facts) -> str:
     run = _shell(f"runs/{f.name}")
-    inputs = {"image": "photo.jpg more-photos/", "audio": "clip.wav more-clips/"}
-    example = {"text": '"the text to classify"', "audio": '"clip.wav"'}.get(
-        f.modality_name, '"photo.jpg"'
-    )
+    example = f.modality.card_python_example
     lines = ["## How to use it", "", f"`{_code(run)}` stands for the run folder of this card.", ""]
     lines.append("```bash")
-    if f.modality_name == "text":
-        lines.append(f'tailor predict {run} --text "the text to classify"')
-        lines.append(f"tailor predict {run} texts.csv    # the rows, plus label and probability")
-    else:
-        lines.append(f"tailor predict {run} {inputs.get(f.modality_name, 'FILES')}")
+    lines += [f"tailor predict {run} {args}" for args in f.modality.card_predict_args]
     lines.append(f"tailor evaluate {run} LABELLED-DATA")
     if _servable(f):
         lines.append(f"tailor serve {run} --port 8000    # REST API: POST /predict, docs at /docs")
@@ -578,7 +566,7 @@ def _limits(f: _Facts) -> str:
             "conditions or styles) may score below the figures above."
         )
     languages = getattr(f.spec, "languages", "") if f.spec is not None else ""
-    if f.modality_name == "text":
+    if f.modality.card_states_languages:
         lines.append(
             f"- **Languages**: {_md(languages)} (the backbone's catalogue entry)."
             if languages
@@ -591,58 +579,7 @@ def _limits(f: _Facts) -> str:
 
 
 def _input_limits(f: _Facts) -> list[str]:
-    pre, fit = f.pre, f.fit
-    if f.modality_name == "image" and pre.get("input_size"):
-        size, crop = int(pre["input_size"]), float(pre.get("crop_pct") or 1.0)
-        resize = int(math.floor(size / crop))
-        trained = pre.get("train_size")
-        extra = f" (trained on {trained}x{trained} crops)" if trained and trained != size else ""
-        return [
-            f"- **Input size**: images are resized so the shorter side is {resize} px "
-            f"({pre.get('interpolation', '?')}) and centre-cropped to {size}x{size}{extra}; "
-            "what lies outside the centre crop is not seen, and small details may be lost."
-        ]
-    if f.modality_name == "audio" and pre.get("sample_rate"):
-        clips = fit.get("clips") or {}
-        window = pre.get("window_seconds")
-        policy = clips.get("policy") or (
-            f"windows of {window} s, overlapping by {pre.get('window_overlap', '?')} of a window"
-        )
-        return [
-            f"- **Input**: clips are decoded to mono at {int(pre['sample_rate']) // 1000} kHz "
-            f"and read in {_md(str(policy))}. Sounds much longer or shorter than the training "
-            f"clips (median {clips.get('median_seconds', '?')} s) were not seen in training."
-        ]
-    if f.modality_name == "text":
-        long_texts = fit.get("long_texts")
-        if long_texts:
-            cap = long_texts.get("max_windows")
-            over = long_texts.get("training_texts_over_max_windows")
-            windows = f"at most {cap} windows per text" if cap else "no limit on windows per text"
-            share = _pct(long_texts.get("share_of_training_texts_windowed"))
-            return [
-                f"- **Long texts**: {_md(str(long_texts.get('policy', '')))} (max_length "
-                f"{long_texts.get('max_length')} tokens, {windows}); {share} of the training "
-                "texts needed more than one window"
-                + (
-                    f", {over} more than {cap} (read as {cap} windows spread over the text)."
-                    if over
-                    else "."
-                )
-            ]
-        if pre.get("max_length"):
-            return [
-                f"- **Input length**: texts are read in windows of {pre['max_length']} tokens "
-                f"(at most {pre.get('max_windows', '?')} windows per text)."
-            ]
-        return [
-            "- **Input length**: the whole text is read (TF-IDF); words or characters that "
-            "were not in the training vocabulary are ignored."
-        ]
-    if pre:
-        shown = ", ".join(f"{k}={v}" for k, v in pre.items() if k != "modality")
-        return [f"- **Input**: as recorded in config.json's preprocessing: {_md(shown)}."]
-    return []
+    return f.modality.card_input_limits(f.pre, f.fit)
 
 
 # -- reading helpers ----------------------------------------------------------------------------
@@ -664,6 +601,13 @@ def _modality(name: str) -> Any:
         return get_modality(name)
     except Exception:  # noqa: BLE001 - a modality not installed here: a generic card
         return None
+
+
+def _generic_modality() -> Any:
+    """What a card says of a modality not installed here: the base contract's defaults."""
+    from modeltailor.modalities.base import Modality
+
+    return Modality()
 
 
 def _backbone_spec(name: str) -> Any:
@@ -711,7 +655,7 @@ def _servable(f: _Facts) -> bool:
     """Whether `tailor serve` answers for this run: its modality serves, and its backbone has
     a graph (a numpy body or the TF-IDF baseline has none)."""
     m = f.modality
-    spec = m.export_spec() if m is not None and m.servable() else None
+    spec = m.export_spec() if m.servable() else None
     if spec is None:
         return False
     # a run without a traced graph is still served eagerly where the modality allows it
@@ -756,7 +700,8 @@ def _license_id(licence: str) -> str | None:
     return first if first in _HF_LICENSES else "other"
 
 
-def _language_code(spec: Any) -> str | None:
+def language_code(spec: Any) -> str | None:
+    """Hugging Face's `language:` for a backbone's catalogue languages ("en", "multilingual")."""
     languages = (getattr(spec, "languages", "") or "").strip().lower() if spec else ""
     if languages == "english":
         return "en"
@@ -765,9 +710,11 @@ def _language_code(spec: Any) -> str | None:
     return None
 
 
-def _dataset_type(modality: str, source: str) -> str:
-    if modality in _DATASET_TYPES:
-        return _DATASET_TYPES[modality]
+def _dataset_type(f: _Facts, source: str) -> str:
+    """Hugging Face's loader for the run's data: the modality's folder loader, else by the
+    data file's suffix."""
+    if f.modality.dataset_type:
+        return f.modality.dataset_type
     suffix = Path(source).suffix.lower()
     return {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json"}.get(suffix, "text")
 
